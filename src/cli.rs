@@ -1,0 +1,386 @@
+//! The `tenantfs` command line: parse, call the library, print a table or `--json`.
+//! Errors print as `error: …` on stderr with a non-zero exit.
+
+use std::io::{IsTerminal, Read};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use serde::Serialize;
+
+use crate::catalog::NewKeySpec;
+use crate::daemon::{self, MountRequest};
+use crate::error::{Context, Error, Result};
+use crate::ids::{Scope, Subject, TenantId, parse_duration, parse_root};
+use crate::keys;
+use crate::store::{InitOutcome, Store};
+
+#[derive(Parser)]
+#[command(
+    name = "tenantfs",
+    version,
+    about = "A multi-tenant FUSE filesystem: one store, many tenants, each mount sees only its own tree."
+)]
+struct Cli {
+    /// The store directory.
+    #[arg(
+        long,
+        global = true,
+        env = "TENANTFS_STORE",
+        default_value = "./tenantfs-store",
+        value_name = "DIR"
+    )]
+    store: PathBuf,
+    #[command(subcommand)]
+    cmd: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create a store (idempotent; never touches an existing one).
+    Init,
+    /// Create, list and show tenants.
+    #[command(subcommand)]
+    Tenant(TenantCmd),
+    /// Create, list and revoke API keys.
+    #[command(subcommand)]
+    Key(KeyCmd),
+    /// Mount a tenant's tree, as the key's subject. The key comes from --key-file,
+    /// TENANTFS_KEY, or stdin; never from the command line.
+    Mount(MountArgs),
+    /// Unmount a tenantfs mount and wait for its daemon to exit.
+    Umount { mountpoint: PathBuf },
+}
+
+#[derive(Subcommand)]
+enum TenantCmd {
+    /// Create a tenant.
+    Create {
+        /// 1-63 characters of a-z, 0-9 and '-'.
+        id: TenantId,
+        /// A display name.
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// List tenants.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one tenant with its usage.
+    Show {
+        id: TenantId,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeyCmd {
+    /// Create a key. The key is printed once, alone, on stdout; its details go to stderr.
+    Create {
+        #[arg(long)]
+        tenant: TenantId,
+        /// KIND:NAME with KIND user, agent or service.
+        #[arg(long)]
+        subject: Subject,
+        #[arg(long, value_enum, default_value_t = Scope::Write)]
+        scope: Scope,
+        /// Confine the key's mounts to this sub-tree of the tenant.
+        #[arg(long, default_value = "/", value_parser = parse_root)]
+        root: String,
+        /// Expire after this long: 90s, 15m, 12h, 30d.
+        #[arg(long, value_parser = parse_duration)]
+        expires: Option<Duration>,
+    },
+    /// List keys (never the keys themselves).
+    List {
+        #[arg(long)]
+        tenant: Option<TenantId>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a key; live mounts that use it end within two seconds.
+    Revoke { key_id: String },
+}
+
+#[derive(Args)]
+struct MountArgs {
+    mountpoint: PathBuf,
+    /// A file holding the key.
+    #[arg(long, value_name = "FILE")]
+    key_file: Option<PathBuf>,
+    /// Stay attached; unmount cleanly on SIGINT or SIGTERM.
+    #[arg(long)]
+    foreground: bool,
+    /// Let other local users reach the mount (needs root or user_allow_other).
+    #[arg(long)]
+    allow_other: bool,
+    /// Threads serving kernel requests.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+    threads: u16,
+}
+
+pub fn run() -> i32 {
+    if std::env::args().skip(1).any(|a| keys::looks_like_key(&a)) {
+        eprintln!(
+            "error: a key was given on the command line, where other users can read it (ps, shell history); \
+             it was not used. Pass it with --key-file FILE, TENANTFS_KEY, or on stdin"
+        );
+        return 2;
+    }
+    let cli = Cli::parse();
+    init_tracing();
+    match dispatch(cli) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("error: {e}");
+            1
+        }
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TENANTFS_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+fn dispatch(cli: Cli) -> Result<()> {
+    let store_path = cli.store;
+    match cli.cmd {
+        Command::Init => match Store::init(&store_path)? {
+            InitOutcome::Created => {
+                eprintln!("created store at {}", store_path.display());
+                Ok(())
+            }
+            InitOutcome::AlreadyThere => {
+                eprintln!(
+                    "store already exists at {}; left as it is",
+                    store_path.display()
+                );
+                Ok(())
+            }
+        },
+        Command::Tenant(cmd) => tenant(&Store::open(&store_path)?, cmd),
+        Command::Key(cmd) => key(&Store::open(&store_path)?, cmd),
+        Command::Mount(args) => {
+            let store = Store::open(&store_path)?;
+            let key = read_key(args.key_file.as_deref())?;
+            daemon::mount(
+                &store,
+                MountRequest {
+                    mountpoint: args.mountpoint,
+                    key,
+                    foreground: args.foreground,
+                    allow_other: args.allow_other,
+                    threads: usize::from(args.threads),
+                },
+            )
+        }
+        Command::Umount { mountpoint } => daemon::umount(&mountpoint),
+    }
+}
+
+fn tenant(store: &Store, cmd: TenantCmd) -> Result<()> {
+    match cmd {
+        TenantCmd::Create { id, name } => {
+            let owner = (
+                nix::unistd::geteuid().as_raw(),
+                nix::unistd::getegid().as_raw(),
+            );
+            store.create_tenant(&id, name.as_deref().unwrap_or(id.as_str()), owner)?;
+            eprintln!("created tenant {id}");
+            Ok(())
+        }
+        TenantCmd::List { json } => {
+            let rows = store.catalog()?.tenants()?;
+            if json {
+                return print_json(&rows);
+            }
+            table(
+                &["ID", "NAME", "CREATED", "SUSPENDED"],
+                rows.iter()
+                    .map(|t| {
+                        vec![
+                            t.id.clone(),
+                            t.name.clone(),
+                            t.created_at.clone(),
+                            yes_no(t.suspended),
+                        ]
+                    })
+                    .collect(),
+            );
+            Ok(())
+        }
+        TenantCmd::Show { id, json } => {
+            let catalog = store.catalog()?;
+            let t = catalog.tenant(&id)?;
+            let keys = catalog.keys(Some(&id))?;
+            let usage = store.usage(&id)?;
+            #[derive(Serialize)]
+            struct Show<'a> {
+                #[serde(flatten)]
+                tenant: &'a crate::catalog::TenantRow,
+                keys: usize,
+                live_keys: usize,
+                #[serde(flatten)]
+                usage: &'a crate::store::TenantUsage,
+            }
+            let live_keys = keys.iter().filter(|k| !k.revoked).count();
+            let show = Show {
+                tenant: &t,
+                keys: keys.len(),
+                live_keys,
+                usage: &usage,
+            };
+            if json {
+                return print_json(&show);
+            }
+            println!("id:          {}", t.id);
+            println!("name:        {}", t.name);
+            println!("created:     {}", t.created_at);
+            println!("suspended:   {}", yes_no(t.suspended));
+            println!("keys:        {} ({} live)", keys.len(), live_keys);
+            println!("bytes used:  {}", usage.bytes_used);
+            println!("inodes used: {}", usage.inodes_used);
+            Ok(())
+        }
+    }
+}
+
+fn key(store: &Store, cmd: KeyCmd) -> Result<()> {
+    let catalog = store.catalog()?;
+    match cmd {
+        KeyCmd::Create {
+            tenant,
+            subject,
+            scope,
+            root,
+            expires,
+        } => {
+            let (key, row) = catalog.insert_key(&NewKeySpec {
+                tenant: &tenant,
+                subject: &subject,
+                scope,
+                root: &root,
+                expires_in: expires,
+            })?;
+            println!("{}", key.secret);
+            eprintln!(
+                "created key {} for {} in tenant {} (scope {}, root {}, expires {}); the key above is shown only once",
+                row.id,
+                row.subject,
+                row.tenant,
+                row.scope,
+                row.root,
+                row.expires_at.as_deref().unwrap_or("never")
+            );
+            Ok(())
+        }
+        KeyCmd::List { tenant, json } => {
+            let rows = catalog.keys(tenant.as_ref())?;
+            if json {
+                return print_json(&rows);
+            }
+            table(
+                &[
+                    "ID",
+                    "TENANT",
+                    "SUBJECT",
+                    "SCOPE",
+                    "ROOT",
+                    "EXPIRES",
+                    "LAST USED",
+                    "REVOKED",
+                ],
+                rows.iter()
+                    .map(|k| {
+                        vec![
+                            k.id.clone(),
+                            k.tenant.clone(),
+                            k.subject.clone(),
+                            k.scope.clone(),
+                            k.root.clone(),
+                            k.expires_at.clone().unwrap_or_else(|| "never".into()),
+                            k.last_used_at.clone().unwrap_or_else(|| "never".into()),
+                            k.revoked_at.clone().unwrap_or_else(|| "no".into()),
+                        ]
+                    })
+                    .collect(),
+            );
+            Ok(())
+        }
+        KeyCmd::Revoke { key_id } => {
+            let row = catalog.revoke_key(&key_id)?;
+            eprintln!(
+                "revoked key {} ({} in tenant {}); live mounts using it end within 2 seconds",
+                row.id, row.subject, row.tenant
+            );
+            Ok(())
+        }
+    }
+}
+
+/// The key from --key-file, else TENANTFS_KEY, else stdin.
+fn read_key(file: Option<&std::path::Path>) -> Result<String> {
+    let raw = if let Some(path) = file {
+        std::fs::read_to_string(path)
+            .context(|| format!("cannot read key file {}", path.display()))?
+    } else if let Ok(k) = std::env::var("TENANTFS_KEY") {
+        k
+    } else {
+        let stdin = std::io::stdin();
+        if stdin.is_terminal() {
+            eprint!("key: ");
+        }
+        let mut s = String::new();
+        stdin
+            .lock()
+            .take(4096)
+            .read_to_string(&mut s)
+            .context(|| "cannot read the key from stdin".into())?;
+        s
+    };
+    if raw.trim().is_empty() {
+        return Err(Error::Usage(
+            "no key given: pass --key-file FILE, set TENANTFS_KEY, or pipe the key on stdin".into(),
+        ));
+    }
+    Ok(raw.trim().to_string())
+}
+
+fn yes_no(b: bool) -> String {
+    if b { "yes".into() } else { "no".into() }
+}
+
+fn print_json<T: Serialize>(v: &T) -> Result<()> {
+    let s = serde_json::to_string_pretty(v).map_err(|e| Error::Usage(e.to_string()))?;
+    println!("{s}");
+    Ok(())
+}
+
+fn table(header: &[&str], rows: Vec<Vec<String>>) {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for r in &rows {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.len());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let s: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        println!("{}", s.join("  ").trim_end());
+    };
+    line(header.to_vec());
+    for r in &rows {
+        line(r.iter().map(String::as_str).collect());
+    }
+}

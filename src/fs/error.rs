@@ -1,0 +1,96 @@
+//! The core's one error type. Every variant maps to exactly one errno in [`FsError::errno`],
+//! a `match` with no catch-all arm, so a new variant forces a decision.
+
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum FsError {
+    #[error("no such file or directory")]
+    NotFound,
+    #[error("file exists")]
+    Exists,
+    #[error("not a directory")]
+    NotDir,
+    #[error("is a directory")]
+    IsDir,
+    #[error("directory not empty")]
+    NotEmpty,
+    #[error("name too long")]
+    NameTooLong,
+    #[error("operation not permitted")]
+    NotPermitted,
+    #[error("read-only key: changes are refused")]
+    ReadOnly,
+    #[error("invalid argument")]
+    Invalid,
+    #[error("no such extended attribute")]
+    NoXattr,
+    #[error("buffer too small")]
+    Range,
+    #[error("stale inode")]
+    Stale,
+    #[error("bad file handle")]
+    BadHandle,
+    #[error("operation not supported")]
+    NotSupported,
+    #[error("too many links")]
+    TooManyLinks,
+    #[error("argument list too long")]
+    TooBig,
+    #[error("file too large")]
+    FileTooLarge,
+    #[error("resource busy")]
+    Busy,
+    #[error("the mount's key was revoked")]
+    Revoked,
+    #[error("the mount's key expired")]
+    Expired,
+    #[error("object store: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("metadata store: {0}")]
+    Meta(#[from] rusqlite::Error),
+}
+
+pub type FsResult<T> = Result<T, FsError>;
+
+impl FsError {
+    pub fn errno(&self) -> i32 {
+        match self {
+            FsError::NotFound => libc::ENOENT,
+            FsError::Exists => libc::EEXIST,
+            FsError::NotDir => libc::ENOTDIR,
+            FsError::IsDir => libc::EISDIR,
+            FsError::NotEmpty => libc::ENOTEMPTY,
+            FsError::NameTooLong => libc::ENAMETOOLONG,
+            FsError::NotPermitted => libc::EPERM,
+            FsError::ReadOnly => libc::EROFS,
+            FsError::Invalid => libc::EINVAL,
+            FsError::NoXattr => libc::ENODATA,
+            FsError::Range => libc::ERANGE,
+            FsError::Stale => libc::ESTALE,
+            FsError::BadHandle => libc::EBADF,
+            FsError::NotSupported => libc::EOPNOTSUPP,
+            FsError::TooManyLinks => libc::EMLINK,
+            FsError::TooBig => libc::E2BIG,
+            FsError::FileTooLarge => libc::EFBIG,
+            FsError::Busy => libc::EBUSY,
+            FsError::Revoked => libc::EKEYREVOKED,
+            FsError::Expired => libc::EKEYEXPIRED,
+            FsError::Io(e) => match e.raw_os_error() {
+                Some(code) if code > 0 => code,
+                _ => libc::EIO,
+            },
+            FsError::Meta(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::DatabaseBusy =>
+            {
+                libc::EAGAIN
+            }
+            FsError::Meta(_) => libc::EIO,
+        }
+    }
+
+    /// Routine errors are answers (ENOENT on a lookup); the rest deserve a log line.
+    pub fn is_routine(&self) -> bool {
+        !matches!(self, FsError::Io(_) | FsError::Meta(_))
+    }
+}

@@ -1,0 +1,1187 @@
+//! The tenant filesystem core: POSIX semantics over [`Meta`] and an [`ObjectStore`], with no
+//! FUSE types in sight, so it can be tested directly.
+//!
+//! Invariants:
+//! - every metadata change is one transaction; a failed op changes nothing;
+//! - a read-only core refuses every change with EROFS, and a revoked one refuses everything;
+//! - for a file open here, the object and `OpenObject::st` hold the live size and times; the
+//!   database catches up at flush, fsync and release, and a `writers` row covers the gap;
+//! - an inode unlinked while open here stays readable and writable until its last release,
+//!   then its row and object go;
+//! - lock order is `open` → `OpenObject::st` → `meta`, never the reverse.
+//!
+//! Permission bits are the kernel's to check (`default_permissions`); tenant policy (key scope,
+//! revocation) is checked here. The core trusts inode numbers it is given: the FUSE adapter
+//! only passes numbers it has handed out itself.
+
+pub mod error;
+pub mod types;
+
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
+
+use parking_lot::{Mutex, RwLock};
+
+pub use error::{FsError, FsResult};
+pub use types::*;
+
+use crate::meta::{Meta, NewInode, Tx};
+use crate::objects::{Object, ObjectStore};
+use crate::time::{Nanos, now_nanos};
+
+const LIVE: u8 = 0;
+const REVOKED: u8 = 1;
+const EXPIRED: u8 = 2;
+
+/// Why a core stops serving.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stop {
+    Revoked,
+    Expired,
+}
+
+/// The live state of a regular file opened through this core.
+struct OpenObject {
+    ino: Ino,
+    data: Option<Box<dyn Object>>,
+    st: Mutex<FileState>,
+    /// Unlinked while open: delete at last release. Atomic so unlink can set it while
+    /// holding `meta` without taking `st` (lock order).
+    orphan: AtomicBool,
+}
+
+struct FileState {
+    size: u64,
+    /// The size the database last recorded, for usage deltas.
+    db_size: u64,
+    mtime: Nanos,
+    ctime: Nanos,
+    dirty: bool,
+    /// A `writers` row exists for this session.
+    marked: bool,
+}
+
+/// What a new inode is.
+struct Node<'a> {
+    kind: Kind,
+    perm: u16,
+    rdev: u32,
+    target: Option<&'a [u8]>,
+}
+
+struct OpenEntry {
+    obj: Arc<OpenObject>,
+    refs: usize,
+}
+
+#[derive(Clone)]
+struct Handle {
+    obj: Arc<OpenObject>,
+    write: bool,
+    append: bool,
+}
+
+pub struct TenantFs {
+    meta: Mutex<Meta>,
+    objects: Arc<dyn ObjectStore>,
+    /// The mount's root: the tenant root or the key's sub-tree.
+    root: Ino,
+    read_only: bool,
+    session: String,
+    state: AtomicU8,
+    open: Mutex<HashMap<Ino, OpenEntry>>,
+    handles: RwLock<HashMap<u64, Handle>>,
+    next_fh: AtomicU64,
+}
+
+fn check_name(name: &[u8]) -> FsResult<()> {
+    if name.len() > NAME_MAX {
+        return Err(FsError::NameTooLong);
+    }
+    if name.is_empty() || name == b"." || name == b".." || name.contains(&b'/') || name.contains(&0)
+    {
+        return Err(FsError::Invalid);
+    }
+    Ok(())
+}
+
+fn require(attr: Option<Attr>) -> FsResult<Attr> {
+    attr.ok_or(FsError::NotFound)
+}
+
+fn require_dir(tx: &Tx<'_>, ino: Ino) -> FsResult<Attr> {
+    let a = require(tx.inode(ino)?)?;
+    if a.kind != Kind::Dir {
+        return Err(FsError::NotDir);
+    }
+    Ok(a)
+}
+
+impl TenantFs {
+    pub fn new(
+        meta: Meta,
+        objects: Arc<dyn ObjectStore>,
+        root: Ino,
+        read_only: bool,
+        session: String,
+    ) -> TenantFs {
+        TenantFs {
+            meta: Mutex::new(meta),
+            objects,
+            root,
+            read_only,
+            session,
+            state: AtomicU8::new(LIVE),
+            open: Mutex::new(HashMap::new()),
+            handles: RwLock::new(HashMap::new()),
+            next_fh: AtomicU64::new(1),
+        }
+    }
+
+    pub fn root(&self) -> Ino {
+        self.root
+    }
+
+    pub fn read_only(&self) -> bool {
+        self.read_only
+    }
+
+    /// From now on every op fails: the key was revoked or expired.
+    pub fn stop(&self, why: Stop) {
+        let code = match why {
+            Stop::Revoked => REVOKED,
+            Stop::Expired => EXPIRED,
+        };
+        self.state.store(code, Ordering::SeqCst);
+    }
+
+    fn live(&self) -> FsResult<()> {
+        match self.state.load(Ordering::Relaxed) {
+            LIVE => Ok(()),
+            REVOKED => Err(FsError::Revoked),
+            _ => Err(FsError::Expired),
+        }
+    }
+
+    fn writable(&self) -> FsResult<()> {
+        self.live()?;
+        if self.read_only {
+            return Err(FsError::ReadOnly);
+        }
+        Ok(())
+    }
+
+    /// Applies live state of a file open here to attributes read from the database.
+    fn overlay(&self, mut a: Attr) -> Attr {
+        if a.kind != Kind::File {
+            return a;
+        }
+        if let Some(e) = self.open.lock().get(&a.ino) {
+            let st = e.obj.st.lock();
+            a.size = st.size;
+            a.mtime = st.mtime;
+            a.ctime = st.ctime;
+            if e.obj.orphan.load(Ordering::Relaxed) {
+                a.nlink = 0;
+            }
+        }
+        a
+    }
+
+    // ---- names and attributes -------------------------------------------------------------
+
+    pub fn getattr(&self, ino: Ino) -> FsResult<Attr> {
+        self.live()?;
+        let a = require(self.meta.lock().read().inode(ino)?)?;
+        Ok(self.overlay(a))
+    }
+
+    pub fn lookup(&self, parent: Ino, name: &[u8]) -> FsResult<Attr> {
+        self.live()?;
+        if name.len() > NAME_MAX {
+            return Err(FsError::NameTooLong);
+        }
+        let a = {
+            let meta = self.meta.lock();
+            let tx = meta.read();
+            match tx.lookup_attr(parent, name)? {
+                Some(a) => a,
+                None => {
+                    require_dir(&tx, parent)?;
+                    return Err(FsError::NotFound);
+                }
+            }
+        };
+        Ok(self.overlay(a))
+    }
+
+    pub fn setattr(&self, ino: Ino, set: SetAttr) -> FsResult<Attr> {
+        self.writable()?;
+        let now = now_nanos();
+        if let Some(size) = set.size {
+            let obj = self.acquire(ino)?;
+            let res = self.resize(&obj, size, now);
+            let released = self.release_object(obj);
+            res?;
+            released?;
+        }
+        let only_size = set.mode.is_none()
+            && set.uid.is_none()
+            && set.gid.is_none()
+            && set.atime.is_none()
+            && set.mtime.is_none();
+        if only_size {
+            return self.getattr(ino);
+        }
+        let obj = self.open.lock().get(&ino).map(|e| e.obj.clone());
+        let mut st = obj.as_ref().map(|o| o.st.lock());
+        let a = self.meta.lock().write(|tx| {
+            let mut a = require(tx.inode(ino)?)?;
+            if let Some(mode) = set.mode {
+                a.perm = (mode & 0o7777) as u16;
+            }
+            if let Some(uid) = set.uid {
+                a.uid = uid;
+            }
+            if let Some(gid) = set.gid {
+                a.gid = gid;
+            }
+            let at = |t: SetTime| match t {
+                SetTime::Now => now,
+                SetTime::At(n) => n,
+            };
+            if let Some(t) = set.atime {
+                a.atime = at(t);
+            }
+            if let Some(st) = &st {
+                a.mtime = st.mtime;
+                a.size = st.db_size;
+            }
+            if let Some(t) = set.mtime {
+                a.mtime = at(t);
+            }
+            a.ctime = set.ctime.unwrap_or(now);
+            tx.update_inode(&a)?;
+            Ok::<_, FsError>(a)
+        })?;
+        if let Some(st) = st.as_mut() {
+            st.mtime = a.mtime;
+            st.ctime = a.ctime;
+        }
+        drop(st);
+        Ok(self.overlay(a))
+    }
+
+    pub fn readlink(&self, ino: Ino) -> FsResult<Vec<u8>> {
+        self.live()?;
+        let meta = self.meta.lock();
+        let tx = meta.read();
+        let a = require(tx.inode(ino)?)?;
+        if a.kind != Kind::Symlink {
+            return Err(FsError::Invalid);
+        }
+        Ok(tx.symlink_target(ino)?.unwrap_or_default())
+    }
+
+    // ---- creating names -------------------------------------------------------------------
+
+    /// Inserts a new inode under `parent/name` in one transaction and returns its attributes.
+    fn make_node(
+        &self,
+        tx: &Tx<'_>,
+        ctx: &Ctx,
+        parent: Ino,
+        name: &[u8],
+        node: Node<'_>,
+    ) -> FsResult<Attr> {
+        let Node {
+            kind,
+            perm,
+            rdev,
+            target,
+        } = node;
+        let p = require_dir(tx, parent)?;
+        if tx.lookup(parent, name)?.is_some() {
+            return Err(FsError::Exists);
+        }
+        if kind == Kind::Dir && p.nlink >= LINK_MAX {
+            return Err(FsError::TooManyLinks);
+        }
+        // A setgid directory hands its group down, and its setgid bit to subdirectories.
+        let (gid, perm) = if p.perm & libc::S_ISGID as u16 != 0 {
+            let perm = if kind == Kind::Dir {
+                perm | libc::S_ISGID as u16
+            } else {
+                perm
+            };
+            (p.gid, perm)
+        } else {
+            (ctx.gid, perm)
+        };
+        let now = now_nanos();
+        let ino = tx.insert_inode(&NewInode {
+            kind,
+            perm,
+            uid: ctx.uid,
+            gid,
+            rdev,
+            now,
+            parent,
+            target,
+        })?;
+        tx.insert_entry(parent, name, ino, kind)?;
+        tx.touch(parent, now)?;
+        if kind == Kind::Dir {
+            tx.add_nlink(parent, 1)?;
+        }
+        tx.add_usage(target.map_or(0, |t| t.len() as i64), 1)?;
+        require(tx.inode(ino)?)
+    }
+
+    pub fn mknod(
+        &self,
+        ctx: &Ctx,
+        parent: Ino,
+        name: &[u8],
+        mode: u32,
+        umask: u32,
+        rdev: u32,
+    ) -> FsResult<Attr> {
+        self.writable()?;
+        check_name(name)?;
+        let kind = Kind::from_mode(mode).ok_or(FsError::Invalid)?;
+        if kind == Kind::Dir || kind == Kind::Symlink {
+            return Err(FsError::Invalid);
+        }
+        let perm = (mode & !umask & 0o7777) as u16;
+        let rdev = if matches!(kind, Kind::CharDev | Kind::BlockDev) {
+            rdev
+        } else {
+            0
+        };
+        self.meta.lock().write(|tx| {
+            self.make_node(
+                tx,
+                ctx,
+                parent,
+                name,
+                Node {
+                    kind,
+                    perm,
+                    rdev,
+                    target: None,
+                },
+            )
+        })
+    }
+
+    pub fn mkdir(
+        &self,
+        ctx: &Ctx,
+        parent: Ino,
+        name: &[u8],
+        mode: u32,
+        umask: u32,
+    ) -> FsResult<Attr> {
+        self.writable()?;
+        check_name(name)?;
+        let perm = (mode & !umask & 0o7777) as u16;
+        self.meta.lock().write(|tx| {
+            self.make_node(
+                tx,
+                ctx,
+                parent,
+                name,
+                Node {
+                    kind: Kind::Dir,
+                    perm,
+                    rdev: 0,
+                    target: None,
+                },
+            )
+        })
+    }
+
+    pub fn symlink(&self, ctx: &Ctx, parent: Ino, name: &[u8], target: &[u8]) -> FsResult<Attr> {
+        self.writable()?;
+        check_name(name)?;
+        if target.len() > SYMLINK_MAX {
+            return Err(FsError::NameTooLong);
+        }
+        if target.is_empty() {
+            return Err(FsError::NotFound);
+        }
+        self.meta.lock().write(|tx| {
+            let node = Node {
+                kind: Kind::Symlink,
+                perm: 0o777,
+                rdev: 0,
+                target: Some(target),
+            };
+            self.make_node(tx, ctx, parent, name, node)
+        })
+    }
+
+    pub fn link(&self, ino: Ino, new_parent: Ino, new_name: &[u8]) -> FsResult<Attr> {
+        self.writable()?;
+        check_name(new_name)?;
+        let a = self.meta.lock().write(|tx| {
+            let mut a = require(tx.inode(ino)?)?;
+            if a.kind == Kind::Dir {
+                return Err(FsError::NotPermitted);
+            }
+            if a.nlink == 0 {
+                return Err(FsError::NotFound);
+            }
+            if a.nlink >= LINK_MAX {
+                return Err(FsError::TooManyLinks);
+            }
+            require_dir(tx, new_parent)?;
+            if tx.lookup(new_parent, new_name)?.is_some() {
+                return Err(FsError::Exists);
+            }
+            let now = now_nanos();
+            tx.insert_entry(new_parent, new_name, ino, a.kind)?;
+            tx.add_nlink(ino, 1)?;
+            tx.set_ctime(ino, now)?;
+            tx.touch(new_parent, now)?;
+            a.nlink += 1;
+            a.ctime = now;
+            Ok(a)
+        })?;
+        if let Some(e) = self.open.lock().get(&ino) {
+            e.obj.st.lock().ctime = a.ctime;
+        }
+        Ok(self.overlay(a))
+    }
+
+    // ---- removing names -------------------------------------------------------------------
+
+    /// Drops one link of `a` inside a transaction; the caller holds `open`. At zero links
+    /// the inode goes now, or at last release if it is open here.
+    fn drop_link(
+        &self,
+        tx: &Tx<'_>,
+        open: &HashMap<Ino, OpenEntry>,
+        a: &Attr,
+        now: Nanos,
+        doomed: &mut Vec<Ino>,
+    ) -> FsResult<()> {
+        let remaining = if a.kind == Kind::Dir {
+            0
+        } else {
+            a.nlink.saturating_sub(1)
+        };
+        if remaining > 0 {
+            tx.add_nlink(a.ino, -1)?;
+            tx.set_ctime(a.ino, now)?;
+            return Ok(());
+        }
+        match open.get(&a.ino) {
+            Some(e) => {
+                tx.add_nlink(a.ino, -i64::from(a.nlink))?;
+                tx.set_ctime(a.ino, now)?;
+                tx.add_orphan(a.ino, &self.session)?;
+                e.obj.orphan.store(true, Ordering::SeqCst);
+            }
+            None => {
+                tx.delete_inode(a.ino, a.size)?;
+                doomed.push(a.ino);
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes the objects of inodes a committed transaction removed.
+    fn reap(&self, doomed: Vec<Ino>) {
+        for ino in doomed {
+            match self.objects.remove(ino) {
+                Ok(()) => {
+                    if let Err(e) = self.meta.lock().read().gc_done(ino) {
+                        tracing::warn!(ino, error = %e, "object deleted, gc row kept for the next mount");
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(ino, error = %e, "object delete failed; the next mount retries")
+                }
+            }
+        }
+    }
+
+    pub fn unlink(&self, parent: Ino, name: &[u8]) -> FsResult<()> {
+        self.remove(parent, name, false)
+    }
+
+    pub fn rmdir(&self, parent: Ino, name: &[u8]) -> FsResult<()> {
+        self.remove(parent, name, true)
+    }
+
+    fn remove(&self, parent: Ino, name: &[u8], dir: bool) -> FsResult<()> {
+        self.writable()?;
+        if name.len() > NAME_MAX {
+            return Err(FsError::NameTooLong);
+        }
+        if dir && name == b"." {
+            return Err(FsError::Invalid);
+        }
+        if dir && name == b".." {
+            return Err(FsError::NotEmpty);
+        }
+        let mut doomed = Vec::new();
+        {
+            let open = self.open.lock();
+            self.meta.lock().write(|tx| {
+                require_dir(tx, parent)?;
+                let a = require(tx.lookup_attr(parent, name)?)?;
+                match (dir, a.kind == Kind::Dir) {
+                    (true, false) => return Err(FsError::NotDir),
+                    (false, true) => return Err(FsError::IsDir),
+                    _ => {}
+                }
+                if dir && tx.has_entries(a.ino)? {
+                    return Err(FsError::NotEmpty);
+                }
+                if dir && a.ino == self.root {
+                    return Err(FsError::Busy);
+                }
+                let now = now_nanos();
+                tx.delete_entry(parent, name)?;
+                tx.touch(parent, now)?;
+                if dir {
+                    tx.add_nlink(parent, -1)?;
+                }
+                self.drop_link(tx, &open, &a, now, &mut doomed)
+            })?;
+        }
+        self.reap(doomed);
+        Ok(())
+    }
+
+    pub fn rename(
+        &self,
+        parent: Ino,
+        name: &[u8],
+        new_parent: Ino,
+        new_name: &[u8],
+        flags: RenameFlags,
+    ) -> FsResult<()> {
+        self.writable()?;
+        if name.len() > NAME_MAX {
+            return Err(FsError::NameTooLong);
+        }
+        check_name(new_name)?;
+        if flags.exchange && flags.noreplace {
+            return Err(FsError::Invalid);
+        }
+        let mut doomed = Vec::new();
+        let now = now_nanos();
+        let mut changed = Vec::new();
+        {
+            let open = self.open.lock();
+            self.meta.lock().write(|tx| {
+                require_dir(tx, parent)?;
+                require_dir(tx, new_parent)?;
+                let src = require(tx.lookup_attr(parent, name)?)?;
+                let dst = tx.lookup_attr(new_parent, new_name)?;
+                if src.kind == Kind::Dir && parent != new_parent {
+                    self.refuse_loop(tx, src.ino, new_parent)?;
+                }
+                if flags.exchange {
+                    let dst = require(dst)?;
+                    if dst.kind == Kind::Dir && parent != new_parent {
+                        self.refuse_loop(tx, dst.ino, parent)?;
+                    }
+                    return self.exchange(
+                        tx,
+                        parent,
+                        name,
+                        &src,
+                        new_parent,
+                        new_name,
+                        &dst,
+                        now,
+                        &mut changed,
+                    );
+                }
+                if let Some(dst) = &dst {
+                    if flags.noreplace {
+                        return Err(FsError::Exists);
+                    }
+                    if dst.ino == src.ino {
+                        return Ok(());
+                    }
+                    match (src.kind == Kind::Dir, dst.kind == Kind::Dir) {
+                        (true, false) => return Err(FsError::NotDir),
+                        (false, true) => return Err(FsError::IsDir),
+                        (true, true) if tx.has_entries(dst.ino)? => return Err(FsError::NotEmpty),
+                        _ => {}
+                    }
+                    tx.delete_entry(new_parent, new_name)?;
+                    if dst.kind == Kind::Dir {
+                        tx.add_nlink(new_parent, -1)?;
+                    }
+                    self.drop_link(tx, &open, dst, now, &mut doomed)?;
+                    changed.push(dst.ino);
+                }
+                tx.move_entry(parent, name, new_parent, new_name)?;
+                if src.kind == Kind::Dir && parent != new_parent {
+                    tx.add_nlink(parent, -1)?;
+                    tx.add_nlink(new_parent, 1)?;
+                    tx.set_parent(src.ino, new_parent)?;
+                }
+                tx.set_ctime(src.ino, now)?;
+                changed.push(src.ino);
+                tx.touch(parent, now)?;
+                tx.touch(new_parent, now)?;
+                Ok::<_, FsError>(())
+            })?;
+            for ino in changed {
+                if let Some(e) = open.get(&ino) {
+                    e.obj.st.lock().ctime = now;
+                }
+            }
+        }
+        self.reap(doomed);
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn exchange(
+        &self,
+        tx: &Tx<'_>,
+        parent: Ino,
+        name: &[u8],
+        src: &Attr,
+        new_parent: Ino,
+        new_name: &[u8],
+        dst: &Attr,
+        now: Nanos,
+        changed: &mut Vec<Ino>,
+    ) -> FsResult<()> {
+        if src.ino == dst.ino {
+            return Ok(());
+        }
+        tx.repoint_entry(parent, name, dst.ino, dst.kind)?;
+        tx.repoint_entry(new_parent, new_name, src.ino, src.kind)?;
+        if parent != new_parent {
+            let src_dir = i64::from(src.kind == Kind::Dir);
+            let dst_dir = i64::from(dst.kind == Kind::Dir);
+            tx.add_nlink(parent, dst_dir - src_dir)?;
+            tx.add_nlink(new_parent, src_dir - dst_dir)?;
+            if src.kind == Kind::Dir {
+                tx.set_parent(src.ino, new_parent)?;
+            }
+            if dst.kind == Kind::Dir {
+                tx.set_parent(dst.ino, parent)?;
+            }
+        }
+        tx.set_ctime(src.ino, now)?;
+        tx.set_ctime(dst.ino, now)?;
+        changed.extend([src.ino, dst.ino]);
+        tx.touch(parent, now)?;
+        tx.touch(new_parent, now)?;
+        Ok(())
+    }
+
+    /// A directory may not move below itself.
+    fn refuse_loop(&self, tx: &Tx<'_>, moving: Ino, mut dest: Ino) -> FsResult<()> {
+        loop {
+            if dest == moving {
+                return Err(FsError::Invalid);
+            }
+            if dest == crate::fs::types::ROOT_INO {
+                return Ok(());
+            }
+            match tx.dir_parent(dest)? {
+                Some(p) if p != dest => dest = p,
+                _ => return Ok(()),
+            }
+        }
+    }
+
+    // ---- file data ------------------------------------------------------------------------
+
+    /// Takes a reference on the open state of a regular file, opening its object if needed.
+    fn acquire(&self, ino: Ino) -> FsResult<Arc<OpenObject>> {
+        let mut open = self.open.lock();
+        if let Some(e) = open.get_mut(&ino) {
+            e.refs += 1;
+            return Ok(e.obj.clone());
+        }
+        let a = require(self.meta.lock().read().inode(ino)?)?;
+        match a.kind {
+            Kind::File => {}
+            Kind::Dir => return Err(FsError::IsDir),
+            _ => return Err(FsError::Invalid),
+        }
+        let data = self.objects.open(ino, !self.read_only)?;
+        let obj = Arc::new(OpenObject {
+            ino,
+            data,
+            st: Mutex::new(FileState {
+                size: a.size,
+                db_size: a.size,
+                mtime: a.mtime,
+                ctime: a.ctime,
+                dirty: false,
+                marked: false,
+            }),
+            orphan: AtomicBool::new(a.nlink == 0),
+        });
+        open.insert(
+            ino,
+            OpenEntry {
+                obj: obj.clone(),
+                refs: 1,
+            },
+        );
+        Ok(obj)
+    }
+
+    /// Drops a reference; the last one writes back state and reclaims an orphan.
+    fn release_object(&self, obj: Arc<OpenObject>) -> FsResult<()> {
+        let mut open = self.open.lock();
+        let Entry::Occupied(mut e) = open.entry(obj.ino) else {
+            return Ok(());
+        };
+        e.get_mut().refs -= 1;
+        if e.get().refs > 0 {
+            return Ok(());
+        }
+        e.remove();
+        let orphan = obj.orphan.load(Ordering::SeqCst);
+        let mut st = obj.st.lock();
+        self.meta.lock().write(|tx| {
+            Self::write_back(tx, obj.ino, &mut st)?;
+            if st.marked {
+                tx.clear_writer(obj.ino, &self.session)?;
+            }
+            if orphan {
+                tx.delete_inode(obj.ino, st.size)?;
+            }
+            Ok::<_, FsError>(())
+        })?;
+        st.marked = false;
+        drop(st);
+        drop(open);
+        if orphan {
+            self.reap(vec![obj.ino]);
+        }
+        Ok(())
+    }
+
+    /// Records live size and times in the database.
+    fn write_back(tx: &Tx<'_>, ino: Ino, st: &mut FileState) -> FsResult<()> {
+        if !st.dirty {
+            return Ok(());
+        }
+        tx.set_size(ino, st.size, st.mtime, st.ctime)?;
+        tx.add_usage(st.size as i64 - st.db_size as i64, 0)?;
+        st.db_size = st.size;
+        st.dirty = false;
+        Ok(())
+    }
+
+    fn persist(&self, obj: &OpenObject) -> FsResult<()> {
+        let mut st = obj.st.lock();
+        if st.dirty {
+            self.meta
+                .lock()
+                .write(|tx| Self::write_back(tx, obj.ino, &mut st))?;
+        }
+        Ok(())
+    }
+
+    /// Before the object changes: make sure a crash leaves a `writers` row behind.
+    fn mark(&self, obj: &OpenObject, st: &mut FileState) -> FsResult<()> {
+        if !st.marked {
+            self.meta
+                .lock()
+                .write(|tx| tx.mark_writer(obj.ino, &self.session))?;
+            st.marked = true;
+        }
+        Ok(())
+    }
+
+    fn data(obj: &OpenObject) -> FsResult<&dyn Object> {
+        obj.data.as_deref().ok_or(FsError::ReadOnly)
+    }
+
+    fn resize(&self, obj: &OpenObject, size: u64, now: Nanos) -> FsResult<()> {
+        if size > i64::MAX as u64 {
+            return Err(FsError::FileTooLarge);
+        }
+        let mut st = obj.st.lock();
+        self.mark(obj, &mut st)?;
+        Self::data(obj)?.set_len(size)?;
+        st.size = size;
+        st.mtime = now;
+        st.ctime = now;
+        st.dirty = true;
+        self.meta
+            .lock()
+            .write(|tx| Self::write_back(tx, obj.ino, &mut st))
+    }
+
+    pub fn open(&self, ino: Ino, flags: i32) -> FsResult<u64> {
+        self.live()?;
+        let acc = flags & libc::O_ACCMODE;
+        let write = acc == libc::O_WRONLY || acc == libc::O_RDWR;
+        if write && self.read_only {
+            return Err(FsError::ReadOnly);
+        }
+        let obj = self.acquire(ino)?;
+        Ok(self.new_handle(obj, write, flags & libc::O_APPEND != 0))
+    }
+
+    fn new_handle(&self, obj: Arc<OpenObject>, write: bool, append: bool) -> u64 {
+        let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
+        self.handles
+            .write()
+            .insert(fh, Handle { obj, write, append });
+        fh
+    }
+
+    fn handle(&self, fh: u64) -> FsResult<Handle> {
+        self.handles
+            .read()
+            .get(&fh)
+            .cloned()
+            .ok_or(FsError::BadHandle)
+    }
+
+    pub fn create(
+        &self,
+        ctx: &Ctx,
+        parent: Ino,
+        name: &[u8],
+        mode: u32,
+        umask: u32,
+        flags: i32,
+    ) -> FsResult<(Attr, u64)> {
+        self.writable()?;
+        check_name(name)?;
+        let perm = (mode & !umask & 0o7777) as u16;
+        let mut open = self.open.lock();
+        let a = self.meta.lock().write(|tx| {
+            let node = Node {
+                kind: Kind::File,
+                perm,
+                rdev: 0,
+                target: None,
+            };
+            let a = self.make_node(tx, ctx, parent, name, node)?;
+            tx.mark_writer(a.ino, &self.session)?;
+            Ok::<_, FsError>(a)
+        })?;
+        let data = self.objects.open(a.ino, true)?;
+        let obj = Arc::new(OpenObject {
+            ino: a.ino,
+            data,
+            st: Mutex::new(FileState {
+                size: 0,
+                db_size: 0,
+                mtime: a.mtime,
+                ctime: a.ctime,
+                dirty: false,
+                marked: true,
+            }),
+            orphan: AtomicBool::new(false),
+        });
+        open.insert(
+            a.ino,
+            OpenEntry {
+                obj: obj.clone(),
+                refs: 1,
+            },
+        );
+        drop(open);
+        let fh = self.new_handle(obj, true, flags & libc::O_APPEND != 0);
+        Ok((a, fh))
+    }
+
+    pub fn read(&self, fh: u64, offset: u64, size: u32) -> FsResult<Vec<u8>> {
+        self.live()?;
+        let h = self.handle(fh)?;
+        let len = {
+            let st = h.obj.st.lock();
+            st.size.saturating_sub(offset).min(u64::from(size)) as usize
+        };
+        let mut buf = vec![0u8; len];
+        if let (true, Some(data)) = (len > 0, &h.obj.data) {
+            // Past the object's end reads as zeros, like a hole.
+            data.read_at(&mut buf, offset)?;
+        }
+        Ok(buf)
+    }
+
+    pub fn write(&self, fh: u64, offset: u64, data: &[u8]) -> FsResult<u32> {
+        self.writable()?;
+        let h = self.handle(fh)?;
+        if !h.write {
+            return Err(FsError::BadHandle);
+        }
+        let obj = &h.obj;
+        let mut st = obj.st.lock();
+        let offset = if h.append { st.size } else { offset };
+        let end = offset
+            .checked_add(data.len() as u64)
+            .filter(|&e| e <= i64::MAX as u64)
+            .ok_or(FsError::FileTooLarge)?;
+        self.mark(obj, &mut st)?;
+        Self::data(obj)?.write_all_at(data, offset)?;
+        let now = now_nanos();
+        st.size = st.size.max(end);
+        st.mtime = now;
+        st.ctime = now;
+        st.dirty = true;
+        Ok(data.len() as u32)
+    }
+
+    pub fn flush(&self, fh: u64) -> FsResult<()> {
+        self.live()?;
+        let h = self.handle(fh)?;
+        self.persist(&h.obj)
+    }
+
+    pub fn fsync(&self, fh: u64, datasync: bool) -> FsResult<()> {
+        self.live()?;
+        let h = self.handle(fh)?;
+        if let Some(data) = &h.obj.data {
+            data.sync_data()?;
+        }
+        let dirty = h.obj.st.lock().dirty;
+        self.persist(&h.obj)?;
+        if dirty || !datasync {
+            self.meta.lock().sync()?;
+        }
+        Ok(())
+    }
+
+    /// Releases a handle. It works even after revocation, so nothing leaks.
+    pub fn release(&self, fh: u64) -> FsResult<()> {
+        let Some(h) = self.handles.write().remove(&fh) else {
+            return Err(FsError::BadHandle);
+        };
+        self.release_object(h.obj)
+    }
+
+    pub fn fallocate(&self, fh: u64, offset: u64, len: u64, mode: i32) -> FsResult<()> {
+        self.writable()?;
+        let h = self.handle(fh)?;
+        if !h.write {
+            return Err(FsError::BadHandle);
+        }
+        let end = offset
+            .checked_add(len)
+            .filter(|&e| e <= i64::MAX as u64)
+            .ok_or(FsError::FileTooLarge)?;
+        let obj = &h.obj;
+        let mut st = obj.st.lock();
+        self.mark(obj, &mut st)?;
+        Self::data(obj)?.allocate(mode, offset, len)?;
+        let now = now_nanos();
+        if mode & libc::FALLOC_FL_KEEP_SIZE == 0 && end > st.size {
+            st.size = end;
+        }
+        if mode & (libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_ZERO_RANGE) != 0 || end > st.size {
+            st.mtime = now;
+        }
+        st.ctime = now;
+        st.dirty = true;
+        Ok(())
+    }
+
+    // ---- directories ----------------------------------------------------------------------
+
+    pub fn opendir(&self, ino: Ino) -> FsResult<()> {
+        self.live()?;
+        require_dir(&self.meta.lock().read(), ino)?;
+        Ok(())
+    }
+
+    /// Entries after `offset`, "." and ".." first (cookies 1 and 2), at most `limit`.
+    pub fn readdir(
+        &self,
+        ino: Ino,
+        offset: u64,
+        limit: usize,
+        plus: bool,
+    ) -> FsResult<Vec<DirEntry>> {
+        self.live()?;
+        let mut out = Vec::new();
+        let meta = self.meta.lock();
+        let tx = meta.read();
+        let Some(dir) = tx.inode(ino)? else {
+            // Removed while open: an empty stream, as POSIX asks.
+            return Ok(out);
+        };
+        if dir.kind != Kind::Dir {
+            return Err(FsError::NotDir);
+        }
+        if offset < 1 {
+            out.push(DirEntry {
+                cookie: 1,
+                ino,
+                kind: Kind::Dir,
+                name: b".".to_vec(),
+                attr: None,
+            });
+        }
+        if offset < 2 {
+            let parent = if ino == self.root {
+                ino
+            } else {
+                tx.dir_parent(ino)?.unwrap_or(ino)
+            };
+            out.push(DirEntry {
+                cookie: 2,
+                ino: parent,
+                kind: Kind::Dir,
+                name: b"..".to_vec(),
+                attr: None,
+            });
+        }
+        let after = offset.saturating_sub(2) as i64;
+        let want = limit.saturating_sub(out.len()).max(1);
+        for mut e in tx.list(ino, after, want, plus)? {
+            e.cookie += 2;
+            out.push(e);
+        }
+        drop(meta);
+        if plus {
+            for e in &mut out {
+                if let Some(a) = e.attr.take() {
+                    e.attr = Some(self.overlay(a));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn fsyncdir(&self) -> FsResult<()> {
+        self.live()?;
+        self.meta.lock().sync()?;
+        Ok(())
+    }
+
+    pub fn statfs(&self) -> FsResult<StatFs> {
+        self.live()?;
+        let (bytes, inodes) = self.meta.lock().read().usage()?;
+        let space = self.objects.space()?;
+        let bsize = 4096u64;
+        let used = bytes.div_ceil(bsize);
+        let free = space.avail_bytes / bsize;
+        Ok(StatFs {
+            blocks: used + free,
+            bfree: free,
+            bavail: free,
+            files: inodes + space.avail_files,
+            ffree: space.avail_files,
+            bsize: bsize as u32,
+        })
+    }
+
+    // ---- extended attributes ----------------------------------------------------------------
+
+    /// Only the `user.` namespace is stored; the others belong to the host (security, system,
+    /// trusted) and are neither readable nor writable through a tenant mount.
+    fn xattr_name(name: &[u8]) -> FsResult<()> {
+        if name.len() > NAME_MAX {
+            return Err(FsError::Range);
+        }
+        if name.is_empty() {
+            return Err(FsError::Invalid);
+        }
+        Ok(())
+    }
+
+    fn user_namespace(name: &[u8]) -> bool {
+        name.starts_with(b"user.") && name.len() > 5
+    }
+
+    pub fn setxattr(&self, ino: Ino, name: &[u8], value: &[u8], mode: XattrMode) -> FsResult<()> {
+        self.writable()?;
+        Self::xattr_name(name)?;
+        if !Self::user_namespace(name) {
+            return Err(FsError::NotSupported);
+        }
+        if value.len() > XATTR_VALUE_MAX {
+            return Err(FsError::TooBig);
+        }
+        self.meta.lock().write(|tx| {
+            require(tx.inode(ino)?)?;
+            let exists = tx.xattr(ino, name)?.is_some();
+            match mode {
+                XattrMode::Create if exists => return Err(FsError::Exists),
+                XattrMode::Replace if !exists => return Err(FsError::NoXattr),
+                _ => {}
+            }
+            tx.set_xattr(ino, name, value)?;
+            tx.set_ctime(ino, now_nanos())?;
+            Ok(())
+        })
+    }
+
+    pub fn getxattr(&self, ino: Ino, name: &[u8]) -> FsResult<Vec<u8>> {
+        self.live()?;
+        Self::xattr_name(name)?;
+        if !Self::user_namespace(name) {
+            return Err(FsError::NoXattr);
+        }
+        let meta = self.meta.lock();
+        let tx = meta.read();
+        match tx.xattr(ino, name)? {
+            Some(v) => Ok(v),
+            None => {
+                require(tx.inode(ino)?)?;
+                Err(FsError::NoXattr)
+            }
+        }
+    }
+
+    /// Names, each followed by a NUL, as listxattr(2) returns them.
+    pub fn listxattr(&self, ino: Ino) -> FsResult<Vec<u8>> {
+        self.live()?;
+        let meta = self.meta.lock();
+        let tx = meta.read();
+        require(tx.inode(ino)?)?;
+        let mut out = Vec::new();
+        for n in tx.xattr_names(ino)? {
+            out.extend_from_slice(&n);
+            out.push(0);
+        }
+        Ok(out)
+    }
+
+    pub fn removexattr(&self, ino: Ino, name: &[u8]) -> FsResult<()> {
+        self.writable()?;
+        Self::xattr_name(name)?;
+        if !Self::user_namespace(name) {
+            return Err(FsError::NotSupported);
+        }
+        self.meta.lock().write(|tx| {
+            require(tx.inode(ino)?)?;
+            if !tx.remove_xattr(ino, name)? {
+                return Err(FsError::NoXattr);
+            }
+            tx.set_ctime(ino, now_nanos())?;
+            Ok(())
+        })
+    }
+
+    /// Writes back every open file; called when the mount ends.
+    pub fn shutdown(&self) {
+        let handles: Vec<u64> = self.handles.read().keys().copied().collect();
+        for fh in handles {
+            if let Err(e) = self.release(fh) {
+                tracing::warn!(fh, error = %e, "write-back at unmount failed");
+            }
+        }
+        if let Err(e) = self.meta.lock().sync() {
+            tracing::warn!(error = %e, "metadata sync at unmount failed");
+        }
+    }
+}

@@ -1,0 +1,658 @@
+//! The thin FUSE adapter: each callback calls one core method and turns `Ok` into a reply and
+//! `Err` into an errno. This is the only module that knows fuser's types.
+//!
+//! Invariants:
+//! - FUSE inode 1 is the mount's root (the tenant root or the key's sub-tree); the two numbers
+//!   swap, so no number outside the sub-tree is ever shown;
+//! - an op on an inode number this mount never handed out (or the kernel has forgotten) gets
+//!   ESTALE before it reaches the core, so guessing numbers reaches nothing;
+//! - failures are logged once, here: routine errnos at debug, the rest at error.
+
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, SystemTime};
+
+use fuser::{
+    Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, InitFlags,
+    KernelConfig, LockOwner, Notifier, OpenFlags, ReplyAttr, ReplyCreate, ReplyData,
+    ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite,
+    ReplyXattr, Request, TimeOrNow, WriteFlags,
+};
+use parking_lot::Mutex;
+
+use crate::fs::{
+    Attr, Ctx, FsError, Ino, Kind, ROOT_INO, RenameFlags, SetAttr, SetTime, TenantFs, XattrMode,
+};
+use crate::time::{from_nanos, to_nanos};
+
+/// How long the kernel may trust attributes and names without asking again.
+const TTL: Duration = Duration::from_secs(1);
+
+/// State shared by the session's threads and the mount's watcher.
+pub struct Shared {
+    pub core: TenantFs,
+    /// Lookup counts the kernel holds, by core inode number.
+    known: Mutex<HashMap<Ino, u64>>,
+    pub notifier: OnceLock<Notifier>,
+}
+
+impl Shared {
+    pub fn new(core: TenantFs) -> Arc<Shared> {
+        Arc::new(Shared {
+            core,
+            known: Mutex::new(HashMap::new()),
+            notifier: OnceLock::new(),
+        })
+    }
+
+    /// Core inode number ↔ FUSE inode number: the mount root and the tenant root swap.
+    fn swap(&self, n: u64) -> u64 {
+        let root = self.core.root();
+        if n == ROOT_INO {
+            root
+        } else if n == root {
+            ROOT_INO
+        } else {
+            n
+        }
+    }
+
+    fn to_fuse(&self, ino: Ino) -> INodeNo {
+        INodeNo(self.swap(ino))
+    }
+
+    fn remember(&self, ino: Ino) {
+        *self.known.lock().entry(ino).or_insert(0) += 1;
+    }
+
+    /// Drops the kernel's cached pages, attributes and names of every inode it holds, so
+    /// that nothing is served from cache once the core refuses.
+    pub fn invalidate_all(&self) {
+        let Some(notifier) = self.notifier.get() else {
+            return;
+        };
+        let inodes: Vec<Ino> = self.known.lock().keys().copied().collect();
+        for ino in inodes.into_iter().chain([self.core.root()]) {
+            let _ = notifier.inval_inode(self.to_fuse(ino), 0, 0);
+        }
+    }
+}
+
+pub struct FuseFs {
+    shared: Arc<Shared>,
+}
+
+impl FuseFs {
+    pub fn new(shared: Arc<Shared>) -> FuseFs {
+        FuseFs { shared }
+    }
+
+    fn core(&self) -> &TenantFs {
+        &self.shared.core
+    }
+
+    /// The core inode behind a FUSE inode number, if the kernel may know it.
+    fn ino(&self, n: INodeNo) -> Result<Ino, Errno> {
+        let ino = self.shared.swap(n.0);
+        if ino == self.core().root() || self.shared.known.lock().contains_key(&ino) {
+            Ok(ino)
+        } else {
+            Err(Errno::ESTALE)
+        }
+    }
+
+    fn attr(&self, a: &Attr) -> FileAttr {
+        FileAttr {
+            ino: self.shared.to_fuse(a.ino),
+            size: a.size,
+            blocks: a.blocks(),
+            atime: from_nanos(a.atime),
+            mtime: from_nanos(a.mtime),
+            ctime: from_nanos(a.ctime),
+            crtime: from_nanos(a.crtime),
+            kind: file_type(a.kind),
+            perm: a.perm,
+            nlink: a.nlink,
+            uid: a.uid,
+            gid: a.gid,
+            rdev: a.rdev,
+            blksize: 4096,
+            flags: 0,
+        }
+    }
+
+    /// Replies with a new entry and counts the kernel's reference to it.
+    fn entry(&self, reply: ReplyEntry, a: &Attr) {
+        self.shared.remember(a.ino);
+        reply.entry(&TTL, &self.attr(a), Generation(0));
+    }
+}
+
+fn file_type(k: Kind) -> FileType {
+    match k {
+        Kind::File => FileType::RegularFile,
+        Kind::Dir => FileType::Directory,
+        Kind::Symlink => FileType::Symlink,
+        Kind::Fifo => FileType::NamedPipe,
+        Kind::Socket => FileType::Socket,
+        Kind::CharDev => FileType::CharDevice,
+        Kind::BlockDev => FileType::BlockDevice,
+    }
+}
+
+fn ctx(req: &Request) -> Ctx {
+    Ctx {
+        uid: req.uid(),
+        gid: req.gid(),
+        pid: req.pid(),
+    }
+}
+
+fn set_time(t: TimeOrNow) -> SetTime {
+    match t {
+        TimeOrNow::Now => SetTime::Now,
+        TimeOrNow::SpecificTime(t) => SetTime::At(to_nanos(t)),
+    }
+}
+
+/// Logs a failed op once and turns it into its errno.
+fn fail(op: &str, e: FsError) -> Errno {
+    if e.is_routine() {
+        tracing::debug!(op, error = %e, "op refused");
+    } else {
+        tracing::error!(op, error = %e, "op failed");
+    }
+    Errno::from_i32(e.errno())
+}
+
+/// Runs a core call and replies; `$ok` turns the value into the reply.
+macro_rules! answer {
+    ($op:literal, $reply:ident, $call:expr, |$v:pat_param| $ok:expr) => {
+        match $call {
+            Ok($v) => $ok,
+            Err(e) => $reply.error(fail($op, e)),
+        }
+    };
+}
+
+/// Resolves a FUSE inode number or replies ESTALE and returns.
+macro_rules! ino {
+    ($self:ident, $n:expr, $reply:ident) => {
+        match $self.ino($n) {
+            Ok(i) => i,
+            Err(e) => return $reply.error(e),
+        }
+    };
+}
+
+impl Filesystem for FuseFs {
+    fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
+        let wanted = InitFlags::FUSE_DO_READDIRPLUS
+            | InitFlags::FUSE_READDIRPLUS_AUTO
+            | InitFlags::FUSE_PARALLEL_DIROPS
+            | InitFlags::FUSE_CACHE_SYMLINKS;
+        let _ = config.add_capabilities(wanted & config.capabilities());
+        let _ = config.set_max_background(64);
+        Ok(())
+    }
+
+    fn destroy(&mut self) {
+        self.core().shutdown();
+    }
+
+    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        let parent = ino!(self, parent, reply);
+        answer!(
+            "lookup",
+            reply,
+            self.core().lookup(parent, name.as_bytes()),
+            |a| self.entry(reply, &a)
+        )
+    }
+
+    fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
+        let ino = self.shared.swap(ino.0);
+        let mut known = self.shared.known.lock();
+        if let Some(n) = known.get_mut(&ino) {
+            *n = n.saturating_sub(nlookup);
+            if *n == 0 {
+                known.remove(&ino);
+            }
+        }
+    }
+
+    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        let ino = ino!(self, ino, reply);
+        answer!("getattr", reply, self.core().getattr(ino), |a| reply
+            .attr(&TTL, &self.attr(&a)))
+    }
+
+    fn setattr(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        size: Option<u64>,
+        atime: Option<TimeOrNow>,
+        mtime: Option<TimeOrNow>,
+        ctime: Option<SystemTime>,
+        _fh: Option<FileHandle>,
+        _crtime: Option<SystemTime>,
+        _chgtime: Option<SystemTime>,
+        _bkuptime: Option<SystemTime>,
+        _flags: Option<fuser::BsdFileFlags>,
+        reply: ReplyAttr,
+    ) {
+        let ino = ino!(self, ino, reply);
+        let set = SetAttr {
+            mode,
+            uid,
+            gid,
+            size,
+            atime: atime.map(set_time),
+            mtime: mtime.map(set_time),
+            ctime: ctime.map(to_nanos),
+        };
+        answer!("setattr", reply, self.core().setattr(ino, set), |a| reply
+            .attr(&TTL, &self.attr(&a)))
+    }
+
+    fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        let ino = ino!(self, ino, reply);
+        answer!("readlink", reply, self.core().readlink(ino), |t| reply
+            .data(&t))
+    }
+
+    fn mknod(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        rdev: u32,
+        reply: ReplyEntry,
+    ) {
+        let parent = ino!(self, parent, reply);
+        let r = self
+            .core()
+            .mknod(&ctx(req), parent, name.as_bytes(), mode, umask, rdev);
+        answer!("mknod", reply, r, |a| self.entry(reply, &a))
+    }
+
+    fn mkdir(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        reply: ReplyEntry,
+    ) {
+        let parent = ino!(self, parent, reply);
+        let r = self
+            .core()
+            .mkdir(&ctx(req), parent, name.as_bytes(), mode, umask);
+        answer!("mkdir", reply, r, |a| self.entry(reply, &a))
+    }
+
+    fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let parent = ino!(self, parent, reply);
+        answer!(
+            "unlink",
+            reply,
+            self.core().unlink(parent, name.as_bytes()),
+            |()| reply.ok()
+        )
+    }
+
+    fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let parent = ino!(self, parent, reply);
+        answer!(
+            "rmdir",
+            reply,
+            self.core().rmdir(parent, name.as_bytes()),
+            |()| reply.ok()
+        )
+    }
+
+    fn symlink(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        link_name: &OsStr,
+        target: &std::path::Path,
+        reply: ReplyEntry,
+    ) {
+        let parent = ino!(self, parent, reply);
+        let r = self.core().symlink(
+            &ctx(req),
+            parent,
+            link_name.as_bytes(),
+            target.as_os_str().as_bytes(),
+        );
+        answer!("symlink", reply, r, |a| self.entry(reply, &a))
+    }
+
+    fn rename(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        newparent: INodeNo,
+        newname: &OsStr,
+        flags: fuser::RenameFlags,
+        reply: ReplyEmpty,
+    ) {
+        let parent = ino!(self, parent, reply);
+        let newparent = ino!(self, newparent, reply);
+        if flags.contains(fuser::RenameFlags::RENAME_WHITEOUT) {
+            return reply.error(Errno::EINVAL);
+        }
+        let flags = RenameFlags {
+            noreplace: flags.contains(fuser::RenameFlags::RENAME_NOREPLACE),
+            exchange: flags.contains(fuser::RenameFlags::RENAME_EXCHANGE),
+        };
+        let r = self.core().rename(
+            parent,
+            name.as_bytes(),
+            newparent,
+            newname.as_bytes(),
+            flags,
+        );
+        answer!("rename", reply, r, |()| reply.ok())
+    }
+
+    fn link(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        newparent: INodeNo,
+        newname: &OsStr,
+        reply: ReplyEntry,
+    ) {
+        let ino = ino!(self, ino, reply);
+        let newparent = ino!(self, newparent, reply);
+        answer!(
+            "link",
+            reply,
+            self.core().link(ino, newparent, newname.as_bytes()),
+            |a| self.entry(reply, &a)
+        )
+    }
+
+    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        let ino = ino!(self, ino, reply);
+        answer!("open", reply, self.core().open(ino, flags.0), |fh| reply
+            .opened(FileHandle(fh), FopenFlags::empty()))
+    }
+
+    fn read(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        size: u32,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyData,
+    ) {
+        answer!("read", reply, self.core().read(fh.0, offset, size), |d| {
+            reply.data(&d)
+        })
+    }
+
+    fn write(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        data: &[u8],
+        _write_flags: WriteFlags,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyWrite,
+    ) {
+        answer!("write", reply, self.core().write(fh.0, offset, data), |n| {
+            reply.written(n)
+        })
+    }
+
+    fn flush(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _lock_owner: LockOwner,
+        reply: ReplyEmpty,
+    ) {
+        answer!("flush", reply, self.core().flush(fh.0), |()| reply.ok())
+    }
+
+    fn release(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        _flush: bool,
+        reply: ReplyEmpty,
+    ) {
+        answer!("release", reply, self.core().release(fh.0), |()| reply.ok())
+    }
+
+    fn fsync(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        datasync: bool,
+        reply: ReplyEmpty,
+    ) {
+        answer!("fsync", reply, self.core().fsync(fh.0, datasync), |()| {
+            reply.ok()
+        })
+    }
+
+    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        let ino = ino!(self, ino, reply);
+        answer!("opendir", reply, self.core().opendir(ino), |()| reply
+            .opened(FileHandle(0), FopenFlags::empty()))
+    }
+
+    fn readdir(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectory,
+    ) {
+        let ino = ino!(self, ino, reply);
+        match self.core().readdir(ino, offset, 256, false) {
+            Ok(entries) => {
+                for e in entries {
+                    let name = OsStr::from_bytes(&e.name);
+                    if reply.add(
+                        self.shared.to_fuse(e.ino),
+                        e.cookie,
+                        file_type(e.kind),
+                        name,
+                    ) {
+                        break;
+                    }
+                }
+                reply.ok();
+            }
+            Err(e) => reply.error(fail("readdir", e)),
+        }
+    }
+
+    fn readdirplus(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectoryPlus,
+    ) {
+        let ino = ino!(self, ino, reply);
+        let entries = match self.core().readdir(ino, offset, 64, true) {
+            Ok(entries) => entries,
+            Err(e) => return reply.error(fail("readdirplus", e)),
+        };
+        let mut dir_attr = None;
+        for e in entries {
+            let name = OsStr::from_bytes(&e.name);
+            let is_dot = e.name == b"." || e.name == b"..";
+            let attr = match e.attr {
+                Some(a) => a,
+                // The kernel takes no reference on "." and ".."; their attributes go unused.
+                None => match dir_attr.get_or_insert_with(|| self.core().getattr(ino)) {
+                    Ok(a) => a.clone(),
+                    Err(_) => break,
+                },
+            };
+            let mut fattr = self.attr(&attr);
+            fattr.ino = self.shared.to_fuse(e.ino);
+            if reply.add(fattr.ino, e.cookie, name, &TTL, &fattr, Generation(0)) {
+                break;
+            }
+            if !is_dot {
+                self.shared.remember(e.ino);
+            }
+        }
+        reply.ok();
+    }
+
+    fn fsyncdir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _datasync: bool,
+        reply: ReplyEmpty,
+    ) {
+        answer!("fsyncdir", reply, self.core().fsyncdir(), |()| reply.ok())
+    }
+
+    fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        answer!("statfs", reply, self.core().statfs(), |s| reply.statfs(
+            s.blocks, s.bfree, s.bavail, s.files, s.ffree, s.bsize, 255, s.bsize
+        ))
+    }
+
+    fn setxattr(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        name: &OsStr,
+        value: &[u8],
+        flags: i32,
+        _position: u32,
+        reply: ReplyEmpty,
+    ) {
+        let ino = ino!(self, ino, reply);
+        let mode = match flags {
+            0 => XattrMode::Any,
+            libc::XATTR_CREATE => XattrMode::Create,
+            libc::XATTR_REPLACE => XattrMode::Replace,
+            _ => return reply.error(Errno::EINVAL),
+        };
+        answer!(
+            "setxattr",
+            reply,
+            self.core().setxattr(ino, name.as_bytes(), value, mode),
+            |()| reply.ok()
+        )
+    }
+
+    fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        let ino = ino!(self, ino, reply);
+        answer!(
+            "getxattr",
+            reply,
+            self.core().getxattr(ino, name.as_bytes()),
+            |v| xattr_reply(reply, &v, size)
+        )
+    }
+
+    fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        let ino = ino!(self, ino, reply);
+        answer!("listxattr", reply, self.core().listxattr(ino), |v| {
+            xattr_reply(reply, &v, size)
+        })
+    }
+
+    fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let ino = ino!(self, ino, reply);
+        answer!(
+            "removexattr",
+            reply,
+            self.core().removexattr(ino, name.as_bytes()),
+            |()| reply.ok()
+        )
+    }
+
+    fn create(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        flags: i32,
+        reply: ReplyCreate,
+    ) {
+        let parent = ino!(self, parent, reply);
+        let r = self
+            .core()
+            .create(&ctx(req), parent, name.as_bytes(), mode, umask, flags);
+        answer!("create", reply, r, |(a, fh)| {
+            self.shared.remember(a.ino);
+            reply.created(
+                &TTL,
+                &self.attr(&a),
+                Generation(0),
+                FileHandle(fh),
+                FopenFlags::empty(),
+            )
+        })
+    }
+
+    fn fallocate(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        length: u64,
+        mode: i32,
+        reply: ReplyEmpty,
+    ) {
+        answer!(
+            "fallocate",
+            reply,
+            self.core().fallocate(fh.0, offset, length, mode),
+            |()| reply.ok()
+        )
+    }
+}
+
+/// getxattr/listxattr protocol: size 0 asks for the length; too small a buffer is ERANGE.
+fn xattr_reply(reply: ReplyXattr, value: &[u8], size: u32) {
+    if size == 0 {
+        reply.size(value.len() as u32);
+    } else if value.len() > size as usize {
+        reply.error(Errno::ERANGE);
+    } else {
+        reply.data(value);
+    }
+}

@@ -1,0 +1,19 @@
+//! tenantfs: one store, many tenants, each mount sees only its own tree.
+//!
+//! Layers, each depending only on those below it: `cli` → `daemon` → `fuse` (the only
+//! module that knows fuser) → `fs` (the POSIX core) → `meta` (SQLite) and `objects`
+//! (file content). `store`, `catalog` and `keys` hold tenants and keys.
+#![deny(clippy::undocumented_unsafe_blocks)]
+
+pub mod catalog;
+pub mod cli;
+pub mod daemon;
+pub mod error;
+pub mod fs;
+pub mod fuse;
+pub mod ids;
+pub mod keys;
+pub mod meta;
+pub mod objects;
+pub mod store;
+pub mod time;

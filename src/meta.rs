@@ -1,0 +1,591 @@
+//! One tenant's metadata in SQLite (`meta.db`): inodes, directory entries, xattrs, usage,
+//! and the crash-recovery bookkeeping (writers, orphans, gc).
+//!
+//! Invariants:
+//! - every change the core makes is one transaction (`Meta::write`), so after a crash the
+//!   tree is consistent: no entry names a missing inode, and nlink counts entries;
+//! - inode numbers are never reused (AUTOINCREMENT), so a number freed by one file can never
+//!   alias the object of another;
+//! - a file whose object may be longer or shorter than its recorded size has a `writers`
+//!   row naming the session that wrote it; a file unlinked while open has an `orphans` row;
+//!   an object whose inode is gone has a `gc` row until it is deleted.
+
+use std::fs::File;
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params};
+
+use crate::fs::types::{Attr, DirEntry, Ino, Kind, ROOT_INO};
+use crate::time::Nanos;
+
+const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS inodes(
+    ino INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind INTEGER NOT NULL,
+    perm INTEGER NOT NULL,
+    nlink INTEGER NOT NULL,
+    uid INTEGER NOT NULL,
+    gid INTEGER NOT NULL,
+    size INTEGER NOT NULL DEFAULT 0,
+    rdev INTEGER NOT NULL DEFAULT 0,
+    atime INTEGER NOT NULL,
+    mtime INTEGER NOT NULL,
+    ctime INTEGER NOT NULL,
+    crtime INTEGER NOT NULL,
+    parent INTEGER NOT NULL DEFAULT 0,
+    target BLOB
+);
+CREATE TABLE IF NOT EXISTS entries(
+    id INTEGER PRIMARY KEY,
+    parent INTEGER NOT NULL,
+    name BLOB NOT NULL,
+    ino INTEGER NOT NULL,
+    kind INTEGER NOT NULL,
+    UNIQUE(parent, name)
+);
+CREATE INDEX IF NOT EXISTS entries_by_cookie ON entries(parent, id);
+CREATE TABLE IF NOT EXISTS xattrs(
+    ino INTEGER NOT NULL,
+    name BLOB NOT NULL,
+    value BLOB NOT NULL,
+    PRIMARY KEY(ino, name)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS writers(
+    ino INTEGER NOT NULL,
+    session TEXT NOT NULL,
+    PRIMARY KEY(ino, session)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS orphans(
+    ino INTEGER NOT NULL,
+    session TEXT NOT NULL,
+    PRIMARY KEY(ino, session)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS gc(ino INTEGER PRIMARY KEY);
+CREATE TABLE IF NOT EXISTS usage(
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    bytes INTEGER NOT NULL,
+    inodes INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS info(key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+";
+
+const INODE_COLS: &str =
+    "ino, kind, perm, nlink, uid, gid, size, rdev, atime, mtime, ctime, crtime";
+
+/// A connection to one tenant's `meta.db`.
+pub struct Meta {
+    conn: Connection,
+    /// The write-ahead log, kept open so fsync can make committed metadata durable.
+    wal: Option<File>,
+}
+
+/// Fields of a new inode.
+pub struct NewInode<'a> {
+    pub kind: Kind,
+    pub perm: u16,
+    pub uid: u32,
+    pub gid: u32,
+    pub rdev: u32,
+    pub now: Nanos,
+    pub parent: Ino,
+    pub target: Option<&'a [u8]>,
+}
+
+impl Meta {
+    /// Creates a new tenant database with its root directory.
+    pub fn create(path: &Path, root_uid: u32, root_gid: u32, now: Nanos) -> rusqlite::Result<()> {
+        let conn = Connection::open(path)?;
+        configure(&conn)?;
+        conn.execute_batch(SCHEMA)?;
+        let tx = conn.unchecked_transaction()?;
+        tx.execute(
+            "INSERT INTO inodes(ino, kind, perm, nlink, uid, gid, size, atime, mtime, ctime, crtime, parent)
+             VALUES (?1, ?2, ?3, 2, ?4, ?5, 0, ?6, ?6, ?6, ?6, ?1)",
+            params![ROOT_INO, Kind::Dir.code(), 0o755, root_uid, root_gid, now],
+        )?;
+        tx.execute("INSERT INTO usage(id, bytes, inodes) VALUES (1, 0, 1)", [])?;
+        tx.execute(
+            "INSERT INTO info(key, value) VALUES ('schema_version', ?1)",
+            [SCHEMA_VERSION],
+        )?;
+        tx.commit()
+    }
+
+    pub fn open(path: &Path) -> rusqlite::Result<Meta> {
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        configure(&conn)?;
+        let version: i64 = conn.query_row(
+            "SELECT value FROM info WHERE key = 'schema_version'",
+            [],
+            |r| r.get(0),
+        )?;
+        if version != SCHEMA_VERSION {
+            return Err(rusqlite::Error::InvalidParameterName(format!(
+                "meta.db schema version {version}, this build reads {SCHEMA_VERSION}"
+            )));
+        }
+        let mut wal_path = path.as_os_str().to_owned();
+        wal_path.push("-wal");
+        let wal = File::options().append(true).open(wal_path).ok();
+        Ok(Meta { conn, wal })
+    }
+
+    /// Runs `f` in one `BEGIN IMMEDIATE` transaction: all of it commits or none of it does.
+    pub fn write<T, E: From<rusqlite::Error>>(
+        &mut self,
+        f: impl FnOnce(&Tx<'_>) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let tx =
+            rusqlite::Transaction::new(&mut self.conn, rusqlite::TransactionBehavior::Immediate)?;
+        let out = f(&Tx { conn: &tx })?;
+        tx.commit()?;
+        Ok(out)
+    }
+
+    /// Read-only access outside a transaction: each statement sees a committed state.
+    pub fn read(&self) -> Tx<'_> {
+        Tx { conn: &self.conn }
+    }
+
+    /// Makes committed transactions durable (fsync of the write-ahead log).
+    pub fn sync(&self) -> std::io::Result<()> {
+        match &self.wal {
+            Some(wal) => wal.sync_data(),
+            None => Ok(()),
+        }
+    }
+}
+
+fn configure(conn: &Connection) -> rusqlite::Result<()> {
+    conn.busy_timeout(Duration::from_secs(10))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.pragma_update(None, "foreign_keys", "OFF")?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(())
+}
+
+/// Statements over one connection, inside or outside a transaction.
+pub struct Tx<'a> {
+    conn: &'a Connection,
+}
+
+fn attr_from_row(r: &Row<'_>) -> rusqlite::Result<Attr> {
+    let kind: i64 = r.get(1)?;
+    Ok(Attr {
+        ino: r.get(0)?,
+        kind: Kind::from_code(kind).ok_or(rusqlite::Error::IntegralValueOutOfRange(1, kind))?,
+        perm: r.get(2)?,
+        nlink: r.get(3)?,
+        uid: r.get(4)?,
+        gid: r.get(5)?,
+        size: r.get::<_, i64>(6)? as u64,
+        rdev: r.get(7)?,
+        atime: r.get(8)?,
+        mtime: r.get(9)?,
+        ctime: r.get(10)?,
+        crtime: r.get(11)?,
+    })
+}
+
+impl Tx<'_> {
+    pub fn inode(&self, ino: Ino) -> rusqlite::Result<Option<Attr>> {
+        self.conn
+            .prepare_cached(&format!("SELECT {INODE_COLS} FROM inodes WHERE ino = ?1"))?
+            .query_row([ino], attr_from_row)
+            .optional()
+    }
+
+    /// The inode a name in `parent` refers to, with its kind.
+    pub fn lookup(&self, parent: Ino, name: &[u8]) -> rusqlite::Result<Option<(Ino, Kind)>> {
+        self.conn
+            .prepare_cached("SELECT ino, kind FROM entries WHERE parent = ?1 AND name = ?2")?
+            .query_row(params![parent, name], |r| {
+                let kind: i64 = r.get(1)?;
+                Ok((
+                    r.get(0)?,
+                    Kind::from_code(kind)
+                        .ok_or(rusqlite::Error::IntegralValueOutOfRange(1, kind))?,
+                ))
+            })
+            .optional()
+    }
+
+    /// Lookup and attributes in one query.
+    pub fn lookup_attr(&self, parent: Ino, name: &[u8]) -> rusqlite::Result<Option<Attr>> {
+        self.conn
+            .prepare_cached(
+                "SELECT i.ino, i.kind, i.perm, i.nlink, i.uid, i.gid, i.size, i.rdev, i.atime,
+                        i.mtime, i.ctime, i.crtime
+                 FROM entries e JOIN inodes i ON i.ino = e.ino
+                 WHERE e.parent = ?1 AND e.name = ?2",
+            )?
+            .query_row(params![parent, name], attr_from_row)
+            .optional()
+    }
+
+    pub fn insert_inode(&self, n: &NewInode<'_>) -> rusqlite::Result<Ino> {
+        let nlink = if n.kind == Kind::Dir { 2 } else { 1 };
+        let size = n.target.map_or(0, |t| t.len() as i64);
+        self.conn
+            .prepare_cached(
+                "INSERT INTO inodes(kind, perm, nlink, uid, gid, size, rdev, atime, mtime, ctime,
+                                    crtime, parent, target)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?8, ?8, ?9, ?10)",
+            )?
+            .execute(params![
+                n.kind.code(),
+                n.perm,
+                nlink,
+                n.uid,
+                n.gid,
+                size,
+                n.rdev,
+                n.now,
+                n.parent,
+                n.target
+            ])?;
+        Ok(self.conn.last_insert_rowid() as Ino)
+    }
+
+    /// Writes every attribute of an existing inode.
+    pub fn update_inode(&self, a: &Attr) -> rusqlite::Result<()> {
+        self.conn
+            .prepare_cached(
+                "UPDATE inodes SET perm = ?2, nlink = ?3, uid = ?4, gid = ?5, size = ?6,
+                        atime = ?7, mtime = ?8, ctime = ?9 WHERE ino = ?1",
+            )?
+            .execute(params![
+                a.ino,
+                a.perm,
+                a.nlink,
+                a.uid,
+                a.gid,
+                a.size as i64,
+                a.atime,
+                a.mtime,
+                a.ctime
+            ])?;
+        Ok(())
+    }
+
+    /// Sets mtime and ctime: what a directory gets when its entries change.
+    pub fn touch(&self, ino: Ino, now: Nanos) -> rusqlite::Result<()> {
+        self.conn
+            .prepare_cached("UPDATE inodes SET mtime = ?2, ctime = ?2 WHERE ino = ?1")?
+            .execute(params![ino, now])?;
+        Ok(())
+    }
+
+    pub fn set_ctime(&self, ino: Ino, now: Nanos) -> rusqlite::Result<()> {
+        self.conn
+            .prepare_cached("UPDATE inodes SET ctime = ?2 WHERE ino = ?1")?
+            .execute(params![ino, now])?;
+        Ok(())
+    }
+
+    pub fn add_nlink(&self, ino: Ino, delta: i64) -> rusqlite::Result<()> {
+        self.conn
+            .prepare_cached("UPDATE inodes SET nlink = nlink + ?2 WHERE ino = ?1")?
+            .execute(params![ino, delta])?;
+        Ok(())
+    }
+
+    pub fn set_parent(&self, ino: Ino, parent: Ino) -> rusqlite::Result<()> {
+        self.conn
+            .prepare_cached("UPDATE inodes SET parent = ?2 WHERE ino = ?1")?
+            .execute(params![ino, parent])?;
+        Ok(())
+    }
+
+    /// The parent of a directory (directories have exactly one entry naming them).
+    pub fn dir_parent(&self, ino: Ino) -> rusqlite::Result<Option<Ino>> {
+        self.conn
+            .prepare_cached("SELECT parent FROM inodes WHERE ino = ?1")?
+            .query_row([ino], |r| r.get(0))
+            .optional()
+    }
+
+    pub fn set_size(
+        &self,
+        ino: Ino,
+        size: u64,
+        mtime: Nanos,
+        ctime: Nanos,
+    ) -> rusqlite::Result<()> {
+        self.conn
+            .prepare_cached("UPDATE inodes SET size = ?2, mtime = ?3, ctime = ?4 WHERE ino = ?1")?
+            .execute(params![ino, size as i64, mtime, ctime])?;
+        Ok(())
+    }
+
+    pub fn symlink_target(&self, ino: Ino) -> rusqlite::Result<Option<Vec<u8>>> {
+        self.conn
+            .prepare_cached("SELECT target FROM inodes WHERE ino = ?1")?
+            .query_row([ino], |r| r.get(0))
+            .optional()
+            .map(Option::flatten)
+    }
+
+    pub fn insert_entry(
+        &self,
+        parent: Ino,
+        name: &[u8],
+        ino: Ino,
+        kind: Kind,
+    ) -> rusqlite::Result<()> {
+        self.conn
+            .prepare_cached("INSERT INTO entries(parent, name, ino, kind) VALUES (?1, ?2, ?3, ?4)")?
+            .execute(params![parent, name, ino, kind.code()])?;
+        Ok(())
+    }
+
+    pub fn delete_entry(&self, parent: Ino, name: &[u8]) -> rusqlite::Result<()> {
+        self.conn
+            .prepare_cached("DELETE FROM entries WHERE parent = ?1 AND name = ?2")?
+            .execute(params![parent, name])?;
+        Ok(())
+    }
+
+    /// Points an existing name at another inode (RENAME_EXCHANGE).
+    pub fn repoint_entry(
+        &self,
+        parent: Ino,
+        name: &[u8],
+        ino: Ino,
+        kind: Kind,
+    ) -> rusqlite::Result<()> {
+        self.conn
+            .prepare_cached(
+                "UPDATE entries SET ino = ?3, kind = ?4 WHERE parent = ?1 AND name = ?2",
+            )?
+            .execute(params![parent, name, ino, kind.code()])?;
+        Ok(())
+    }
+
+    pub fn move_entry(
+        &self,
+        parent: Ino,
+        name: &[u8],
+        new_parent: Ino,
+        new_name: &[u8],
+    ) -> rusqlite::Result<()> {
+        self.conn
+            .prepare_cached(
+                "UPDATE entries SET parent = ?3, name = ?4 WHERE parent = ?1 AND name = ?2",
+            )?
+            .execute(params![parent, name, new_parent, new_name])?;
+        Ok(())
+    }
+
+    pub fn has_entries(&self, dir: Ino) -> rusqlite::Result<bool> {
+        self.conn
+            .prepare_cached("SELECT EXISTS(SELECT 1 FROM entries WHERE parent = ?1)")?
+            .query_row([dir], |r| r.get(0))
+    }
+
+    /// Entries of `dir` after `cookie`, in cookie order, at most `limit` of them. With
+    /// `plus`, each carries its attributes.
+    pub fn list(
+        &self,
+        dir: Ino,
+        after: i64,
+        limit: usize,
+        plus: bool,
+    ) -> rusqlite::Result<Vec<DirEntry>> {
+        let to_entry = |r: &Row<'_>| -> rusqlite::Result<DirEntry> {
+            let kind: i64 = r.get(3)?;
+            let kind =
+                Kind::from_code(kind).ok_or(rusqlite::Error::IntegralValueOutOfRange(3, kind))?;
+            Ok(DirEntry {
+                cookie: r.get::<_, i64>(0)? as u64,
+                name: r.get(1)?,
+                ino: r.get(2)?,
+                kind,
+                attr: None,
+            })
+        };
+        if !plus {
+            let mut stmt = self.conn.prepare_cached(
+                "SELECT id, name, ino, kind FROM entries WHERE parent = ?1 AND id > ?2
+                 ORDER BY id LIMIT ?3",
+            )?;
+            return stmt
+                .query_map(params![dir, after, limit as i64], to_entry)?
+                .collect();
+        }
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT e.id, e.name, e.ino, e.kind,
+                    i.ino, i.kind, i.perm, i.nlink, i.uid, i.gid, i.size, i.rdev, i.atime,
+                    i.mtime, i.ctime, i.crtime
+             FROM entries e JOIN inodes i ON i.ino = e.ino
+             WHERE e.parent = ?1 AND e.id > ?2 ORDER BY e.id LIMIT ?3",
+        )?;
+        stmt.query_map(params![dir, after, limit as i64], |r| {
+            let mut e = to_entry(r)?;
+            let kind: i64 = r.get(5)?;
+            e.attr = Some(Attr {
+                ino: r.get(4)?,
+                kind: Kind::from_code(kind)
+                    .ok_or(rusqlite::Error::IntegralValueOutOfRange(5, kind))?,
+                perm: r.get(6)?,
+                nlink: r.get(7)?,
+                uid: r.get(8)?,
+                gid: r.get(9)?,
+                size: r.get::<_, i64>(10)? as u64,
+                rdev: r.get(11)?,
+                atime: r.get(12)?,
+                mtime: r.get(13)?,
+                ctime: r.get(14)?,
+                crtime: r.get(15)?,
+            });
+            Ok(e)
+        })?
+        .collect()
+    }
+
+    /// Deletes an inode row and its xattrs, and queues its object for deletion.
+    pub fn delete_inode(&self, ino: Ino, size: u64) -> rusqlite::Result<()> {
+        self.conn
+            .prepare_cached("DELETE FROM inodes WHERE ino = ?1")?
+            .execute([ino])?;
+        self.conn
+            .prepare_cached("DELETE FROM xattrs WHERE ino = ?1")?
+            .execute([ino])?;
+        self.conn
+            .prepare_cached("DELETE FROM writers WHERE ino = ?1")?
+            .execute([ino])?;
+        self.conn
+            .prepare_cached("DELETE FROM orphans WHERE ino = ?1")?
+            .execute([ino])?;
+        self.conn
+            .prepare_cached("INSERT OR IGNORE INTO gc(ino) VALUES (?1)")?
+            .execute([ino])?;
+        self.add_usage(-(size as i64), -1)
+    }
+
+    pub fn add_usage(&self, bytes: i64, inodes: i64) -> rusqlite::Result<()> {
+        if bytes == 0 && inodes == 0 {
+            return Ok(());
+        }
+        self.conn
+            .prepare_cached(
+                "UPDATE usage SET bytes = bytes + ?1, inodes = inodes + ?2 WHERE id = 1",
+            )?
+            .execute(params![bytes, inodes])?;
+        Ok(())
+    }
+
+    /// (bytes, inodes) in use.
+    pub fn usage(&self) -> rusqlite::Result<(u64, u64)> {
+        self.conn
+            .prepare_cached("SELECT bytes, inodes FROM usage WHERE id = 1")?
+            .query_row([], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?.max(0) as u64,
+                    r.get::<_, i64>(1)?.max(0) as u64,
+                ))
+            })
+    }
+
+    pub fn xattr(&self, ino: Ino, name: &[u8]) -> rusqlite::Result<Option<Vec<u8>>> {
+        self.conn
+            .prepare_cached("SELECT value FROM xattrs WHERE ino = ?1 AND name = ?2")?
+            .query_row(params![ino, name], |r| r.get(0))
+            .optional()
+    }
+
+    pub fn set_xattr(&self, ino: Ino, name: &[u8], value: &[u8]) -> rusqlite::Result<()> {
+        self.conn
+            .prepare_cached("INSERT OR REPLACE INTO xattrs(ino, name, value) VALUES (?1, ?2, ?3)")?
+            .execute(params![ino, name, value])?;
+        Ok(())
+    }
+
+    /// Returns whether the attribute existed.
+    pub fn remove_xattr(&self, ino: Ino, name: &[u8]) -> rusqlite::Result<bool> {
+        Ok(self
+            .conn
+            .prepare_cached("DELETE FROM xattrs WHERE ino = ?1 AND name = ?2")?
+            .execute(params![ino, name])?
+            > 0)
+    }
+
+    pub fn xattr_names(&self, ino: Ino) -> rusqlite::Result<Vec<Vec<u8>>> {
+        self.conn
+            .prepare_cached("SELECT name FROM xattrs WHERE ino = ?1 ORDER BY name")?
+            .query_map([ino], |r| r.get(0))?
+            .collect()
+    }
+
+    pub fn mark_writer(&self, ino: Ino, session: &str) -> rusqlite::Result<()> {
+        self.conn
+            .prepare_cached("INSERT OR IGNORE INTO writers(ino, session) VALUES (?1, ?2)")?
+            .execute(params![ino, session])?;
+        Ok(())
+    }
+
+    pub fn clear_writer(&self, ino: Ino, session: &str) -> rusqlite::Result<()> {
+        self.conn
+            .prepare_cached("DELETE FROM writers WHERE ino = ?1 AND session = ?2")?
+            .execute(params![ino, session])?;
+        Ok(())
+    }
+
+    pub fn add_orphan(&self, ino: Ino, session: &str) -> rusqlite::Result<()> {
+        self.conn
+            .prepare_cached("INSERT OR IGNORE INTO orphans(ino, session) VALUES (?1, ?2)")?
+            .execute(params![ino, session])?;
+        Ok(())
+    }
+
+    /// Sessions that left writers or orphans behind.
+    pub fn sessions_with_state(&self) -> rusqlite::Result<Vec<String>> {
+        self.conn
+            .prepare("SELECT session FROM writers UNION SELECT session FROM orphans")?
+            .query_map([], |r| r.get(0))?
+            .collect()
+    }
+
+    pub fn writers_of(&self, session: &str) -> rusqlite::Result<Vec<Ino>> {
+        self.conn
+            .prepare("SELECT ino FROM writers WHERE session = ?1")?
+            .query_map([session], |r| r.get(0))?
+            .collect()
+    }
+
+    pub fn orphans_of(&self, session: &str) -> rusqlite::Result<Vec<Ino>> {
+        self.conn
+            .prepare("SELECT ino FROM orphans WHERE session = ?1")?
+            .query_map([session], |r| r.get(0))?
+            .collect()
+    }
+
+    pub fn forget_session(&self, session: &str) -> rusqlite::Result<()> {
+        self.conn
+            .execute("DELETE FROM writers WHERE session = ?1", [session])?;
+        self.conn
+            .execute("DELETE FROM orphans WHERE session = ?1", [session])?;
+        Ok(())
+    }
+
+    pub fn gc_pending(&self) -> rusqlite::Result<Vec<Ino>> {
+        self.conn
+            .prepare("SELECT ino FROM gc")?
+            .query_map([], |r| r.get(0))?
+            .collect()
+    }
+
+    pub fn gc_done(&self, ino: Ino) -> rusqlite::Result<()> {
+        self.conn
+            .prepare_cached("DELETE FROM gc WHERE ino = ?1")?
+            .execute([ino])?;
+        Ok(())
+    }
+}

@@ -1,0 +1,279 @@
+//! The store layout on disk, and tenant lifecycle.
+//!
+//! ```text
+//! STORE/catalog.db                 tenants, keys, audit
+//! STORE/tenants/<id>/meta.db       that tenant's inodes, entries, xattrs, usage
+//! STORE/tenants/<id>/objects/      that tenant's file content
+//! STORE/tenants/<id>/sessions/     one locked file per live mount of that tenant
+//! STORE/logs/                      logs of background mount daemons
+//! ```
+//!
+//! Invariant: a mount opens only its own tenant's folder. One database per tenant is the
+//! isolation boundary, so a query bug cannot reach another tenant's rows.
+
+use std::fs::{self, File};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use nix::fcntl::{Flock, FlockArg};
+use serde::Serialize;
+
+use crate::catalog::Catalog;
+use crate::error::{Context, Error, Result};
+use crate::fs::types::{Ino, Kind, ROOT_INO};
+use crate::ids::TenantId;
+use crate::meta::Meta;
+use crate::objects::{LocalObjects, ObjectStore};
+use crate::time::now_nanos;
+
+pub struct Store {
+    root: PathBuf,
+}
+
+pub enum InitOutcome {
+    Created,
+    AlreadyThere,
+}
+
+#[derive(Serialize)]
+pub struct TenantUsage {
+    pub bytes_used: u64,
+    pub inodes_used: u64,
+}
+
+fn mkdir_private(path: &Path) -> Result<()> {
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
+        .context(|| format!("cannot create {}", path.display()))
+}
+
+impl Store {
+    /// Creates a store; an existing store is left exactly as it is.
+    pub fn init(root: &Path) -> Result<InitOutcome> {
+        let catalog = root.join("catalog.db");
+        if catalog.exists() {
+            return Ok(InitOutcome::AlreadyThere);
+        }
+        if root.exists()
+            && fs::read_dir(root)
+                .context(|| format!("cannot read {}", root.display()))?
+                .next()
+                .is_some()
+        {
+            return Err(Error::Usage(format!(
+                "{} exists, is not empty and is not a tenantfs store; choose an empty or new directory",
+                root.display()
+            )));
+        }
+        mkdir_private(&root.join("tenants"))?;
+        mkdir_private(&root.join("logs"))?;
+        Catalog::create(&catalog)?;
+        Ok(InitOutcome::Created)
+    }
+
+    pub fn open(root: &Path) -> Result<Store> {
+        if !root.exists() {
+            return Err(Error::StoreMissing(root.to_path_buf()));
+        }
+        if !root.join("catalog.db").is_file() {
+            return Err(Error::NotAStore(root.to_path_buf()));
+        }
+        let root = root
+            .canonicalize()
+            .context(|| format!("cannot resolve {}", root.display()))?;
+        Ok(Store { root })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn catalog(&self) -> Result<Catalog> {
+        Catalog::open(&self.root.join("catalog.db"))
+    }
+
+    pub fn tenant_dir(&self, id: &TenantId) -> PathBuf {
+        self.root.join("tenants").join(id.as_str())
+    }
+
+    pub fn logs_dir(&self) -> PathBuf {
+        self.root.join("logs")
+    }
+
+    /// Builds the tenant's folder aside, moves it into place, then records it in the
+    /// catalog, so a crash never leaves a catalog row without its folder.
+    pub fn create_tenant(&self, id: &TenantId, name: &str, owner: (u32, u32)) -> Result<()> {
+        let catalog = self.catalog()?;
+        if catalog.tenant_exists(id)? {
+            return Err(Error::TenantExists(id.to_string()));
+        }
+        let dir = self.tenant_dir(id);
+        let staging = self.root.join("tenants").join(format!(".new-{id}"));
+        for stale in [&dir, &staging] {
+            if stale.exists() {
+                // Left by a crash between the folder and the catalog row: nothing refers to it.
+                fs::remove_dir_all(stale)
+                    .context(|| format!("cannot clear {}", stale.display()))?;
+            }
+        }
+        mkdir_private(&staging.join("objects"))?;
+        mkdir_private(&staging.join("sessions"))?;
+        Meta::create(&staging.join("meta.db"), owner.0, owner.1, now_nanos())?;
+        fs::rename(&staging, &dir)
+            .context(|| format!("cannot move {} into place", dir.display()))?;
+        catalog.insert_tenant(id, name)
+    }
+
+    pub fn open_meta(&self, id: &TenantId) -> Result<Meta> {
+        let path = self.tenant_dir(id).join("meta.db");
+        if !path.is_file() {
+            return Err(Error::TenantMissing(id.to_string()));
+        }
+        Ok(Meta::open(&path)?)
+    }
+
+    pub fn objects(&self, id: &TenantId) -> LocalObjects {
+        LocalObjects::new(self.tenant_dir(id).join("objects"))
+    }
+
+    pub fn usage(&self, id: &TenantId) -> Result<TenantUsage> {
+        let meta = self.open_meta(id)?;
+        let (bytes_used, inodes_used) = meta.read().usage()?;
+        Ok(TenantUsage {
+            bytes_used,
+            inodes_used,
+        })
+    }
+
+    /// Walks a key root like `/a/b` to its directory inode.
+    pub fn resolve_root(meta: &Meta, root: &str) -> Result<Ino> {
+        let mut ino = ROOT_INO;
+        let tx = meta.read();
+        for part in root.split('/').filter(|p| !p.is_empty()) {
+            match tx.lookup(ino, part.as_bytes())? {
+                Some((child, Kind::Dir)) => ino = child,
+                _ => {
+                    return Err(Error::Usage(format!(
+                        "the key's root {root} is not a directory in the tenant; create it, or make a key with another --root"
+                    )));
+                }
+            }
+        }
+        Ok(ino)
+    }
+}
+
+/// A live mount's claim on its tenant: a locked file whose lock dies with the process, so
+/// the next mount can tell the state a crashed mount left from a live mount's.
+pub struct Session {
+    pub id: String,
+    _lock: Flock<File>,
+    path: PathBuf,
+}
+
+impl Session {
+    /// Starts a session and recovers what dead sessions left: sizes of files they were
+    /// writing, files they held open after unlink, and objects whose inode is gone.
+    pub fn start(store: &Store, tenant: &TenantId, meta: &mut Meta) -> Result<Session> {
+        let dir = store.tenant_dir(tenant).join("sessions");
+        mkdir_private(&dir)?;
+        let mut raw = [0u8; 8];
+        getrandom::fill(&mut raw).expect("the OS random source is available");
+        let id = hex::encode(raw);
+        let path = dir.join(format!("{id}.lock"));
+        let file = File::options()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .context(|| format!("cannot create {}", path.display()))?;
+        let lock =
+            Flock::lock(file, FlockArg::LockExclusiveNonblock).map_err(|(_, e)| Error::Io {
+                what: "cannot lock the session file".into(),
+                source: e.into(),
+            })?;
+        let session = Session {
+            id,
+            _lock: lock,
+            path,
+        };
+        recover(store, tenant, &dir, &session.id, meta)?;
+        Ok(session)
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.path);
+    }
+}
+
+fn session_alive(dir: &Path, id: &str) -> bool {
+    let Ok(file) = File::open(dir.join(format!("{id}.lock"))) else {
+        return false;
+    };
+    Flock::lock(file, FlockArg::LockExclusiveNonblock).is_err()
+}
+
+fn recover(store: &Store, tenant: &TenantId, dir: &Path, me: &str, meta: &mut Meta) -> Result<()> {
+    let objects = store.objects(tenant);
+    let dead: Vec<String> = meta
+        .read()
+        .sessions_with_state()?
+        .into_iter()
+        .filter(|s| s != me && !session_alive(dir, s))
+        .collect();
+    for session in &dead {
+        let writers = meta.read().writers_of(session)?;
+        let orphans = meta.read().orphans_of(session)?;
+        let lengths: Vec<(Ino, Option<u64>)> = writers
+            .iter()
+            .map(|&ino| objects.len(ino).map(|l| (ino, l)))
+            .collect::<std::io::Result<_>>()
+            .context(|| "cannot read object sizes".into())?;
+        meta.write(|tx| {
+            for &(ino, len) in &lengths {
+                if let Some(a) = tx.inode(ino)? {
+                    let len = len.unwrap_or(0);
+                    if len != a.size {
+                        tx.set_size(ino, len, a.mtime, a.ctime)?;
+                        tx.add_usage(len as i64 - a.size as i64, 0)?;
+                    }
+                }
+            }
+            for &ino in &orphans {
+                if let Some(a) = tx.inode(ino)?.filter(|a| a.nlink == 0) {
+                    tx.delete_inode(ino, a.size)?;
+                }
+            }
+            tx.forget_session(session)
+        })?;
+        tracing::info!(
+            session,
+            writers = writers.len(),
+            orphans = orphans.len(),
+            "recovered a dead session"
+        );
+    }
+    // Stale lock files of sessions that left no state.
+    if let Ok(rd) = fs::read_dir(dir) {
+        for e in rd.flatten() {
+            let name = e.file_name();
+            let Some(id) = name.to_str().and_then(|n| n.strip_suffix(".lock")) else {
+                continue;
+            };
+            if id != me && !session_alive(dir, id) {
+                let _ = fs::remove_file(e.path());
+            }
+        }
+    }
+    for ino in meta.read().gc_pending()? {
+        objects
+            .remove(ino)
+            .context(|| format!("cannot delete object {ino:x}"))?;
+        meta.read().gc_done(ino)?;
+    }
+    Ok(())
+}
