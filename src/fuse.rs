@@ -153,7 +153,19 @@ fn ctx(req: &Request) -> Ctx {
 fn set_time(t: TimeOrNow) -> SetTime {
     match t {
         TimeOrNow::Now => SetTime::Now,
-        TimeOrNow::SpecificTime(t) => SetTime::At(to_nanos(t)),
+        TimeOrNow::SpecificTime(t) => SetTime::At(kernel_time(t)),
+    }
+}
+
+/// A time the kernel sent. fuser 0.18 builds pre-epoch times as `EPOCH - (secs, nsec)`,
+/// which subtracts the nanoseconds where the kernel meant to add them; undo that here.
+fn kernel_time(t: SystemTime) -> i64 {
+    match std::time::UNIX_EPOCH.duration_since(t) {
+        Ok(before) if before.subsec_nanos() != 0 => {
+            -(before.as_secs() as i64).saturating_mul(1_000_000_000)
+                + i64::from(before.subsec_nanos())
+        }
+        _ => to_nanos(t),
     }
 }
 
@@ -255,7 +267,7 @@ impl Filesystem for FuseFs {
             size,
             atime: atime.map(set_time),
             mtime: mtime.map(set_time),
-            ctime: ctime.map(to_nanos),
+            ctime: ctime.map(kernel_time),
         };
         answer!("setattr", reply, self.core().setattr(ino, set), |a| reply
             .attr(&TTL, &self.attr(&a)))

@@ -1,0 +1,197 @@
+//! Shared harness for integration tests: a store in a temp dir, the real `tenantfs` binary,
+//! and mounts that unmount themselves when dropped.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_tenantfs");
+
+pub struct Env {
+    pub dir: tempfile::TempDir,
+    pub store: PathBuf,
+}
+
+impl Env {
+    /// A fresh, initialised store.
+    pub fn new() -> Env {
+        let dir = tempfile::Builder::new()
+            .prefix("tfs-test-")
+            .tempdir()
+            .unwrap();
+        let store = dir.path().join("store");
+        let env = Env { dir, store };
+        env.ok(&["init"]);
+        env
+    }
+
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(BIN);
+        c.args(args)
+            .env("TENANTFS_STORE", &self.store)
+            .env("TENANTFS_RUNTIME_DIR", self.dir.path().join("run"))
+            .env_remove("TENANTFS_KEY")
+            .stdin(Stdio::null());
+        c
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().unwrap()
+    }
+
+    /// Runs and asserts success; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "tenantfs {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Runs and asserts failure; returns stderr.
+    pub fn fails(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            !out.status.success(),
+            "tenantfs {args:?} should have failed"
+        );
+        String::from_utf8(out.stderr).unwrap()
+    }
+
+    pub fn tenant(&self, id: &str) {
+        self.ok(&["tenant", "create", id]);
+    }
+
+    /// Creates a key and writes it to a file; returns (key file, key id).
+    pub fn key(&self, tenant: &str, subject: &str, extra: &[&str]) -> (PathBuf, String) {
+        let mut args = vec!["key", "create", "--tenant", tenant, "--subject", subject];
+        args.extend_from_slice(extra);
+        let out = self.run(&args);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let key = String::from_utf8(out.stdout).unwrap();
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        let id = stderr.split_whitespace().nth(2).unwrap().to_string();
+        let path = self.dir.path().join(format!("{id}.key"));
+        std::fs::write(&path, key).unwrap();
+        (path, id)
+    }
+
+    pub fn mountpoint(&self, name: &str) -> PathBuf {
+        let p = self.dir.path().join(name);
+        std::fs::create_dir_all(&p).unwrap();
+        p
+    }
+
+    /// Mounts with a key file and returns the live mount.
+    pub fn mount(&self, name: &str, key: &Path, extra: &[&str]) -> Mount {
+        let mp = self.mountpoint(name);
+        let mut args = vec![
+            "mount",
+            mp.to_str().unwrap(),
+            "--key-file",
+            key.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        let out = self.run(&args);
+        assert!(
+            out.status.success(),
+            "mount failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        let pid = stderr
+            .rsplit("daemon pid ")
+            .next()
+            .and_then(|s| s.trim().parse().ok())
+            .expect("mount reports the daemon pid");
+        Mount {
+            path: mp,
+            pid,
+            store: self.store.clone(),
+            run: self.dir.path().join("run"),
+        }
+    }
+
+    /// A tenant with a write key for user:alice, mounted at `name`.
+    pub fn mounted_tenant(&self, tenant: &str, name: &str) -> Mount {
+        self.tenant(tenant);
+        let (key, _) = self.key(tenant, "user:alice", &[]);
+        self.mount(name, &key, &[])
+    }
+}
+
+pub struct Mount {
+    pub path: PathBuf,
+    pub pid: i32,
+    store: PathBuf,
+    run: PathBuf,
+}
+
+impl Mount {
+    pub fn p(&self, rel: &str) -> PathBuf {
+        self.path.join(rel)
+    }
+
+    pub fn umount(&self) -> Output {
+        Command::new(BIN)
+            .args(["umount", self.path.to_str().unwrap()])
+            .env("TENANTFS_STORE", &self.store)
+            .env("TENANTFS_RUNTIME_DIR", &self.run)
+            .output()
+            .unwrap()
+    }
+
+    pub fn is_mounted(&self) -> bool {
+        let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        let want = self.path.to_str().unwrap();
+        info.lines().any(|l| l.split(' ').nth(4) == Some(want))
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        if self.is_mounted() && !self.umount().status.success() {
+            let _ = nix::mount::umount2(&self.path, nix::mount::MntFlags::MNT_DETACH);
+        }
+    }
+}
+
+/// Polls `f` until it holds or `limit` passes; returns the time it took.
+pub fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> Option<Duration> {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if f() {
+            return Some(start.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    None
+}
+
+/// Runs a shell command in `dir`, asserting success; returns stdout.
+pub fn sh(dir: &Path, script: &str) -> String {
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "`{script}` failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn errno_of(e: std::io::Error) -> i32 {
+    e.raw_os_error().expect("an OS error")
+}

@@ -1,0 +1,635 @@
+//! Every POSIX op through a real mount, acting through the kernel with std::fs and raw
+//! syscalls.
+
+mod common;
+
+use std::ffi::{CString, OsStr};
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::path::Path;
+
+use common::{Env, errno_of};
+use nix::fcntl::{AT_FDCWD, FallocateFlags, RenameFlags, renameat2};
+use nix::sys::stat::{Mode, SFlag, UtimensatFlags, mknod, utimensat};
+use nix::sys::time::TimeSpec;
+
+fn cpath(p: &Path) -> CString {
+    CString::new(p.as_os_str().as_bytes()).unwrap()
+}
+
+fn setxattr(p: &Path, name: &str, value: &[u8], flags: i32) -> std::io::Result<()> {
+    let (p, n) = (cpath(p), CString::new(name).unwrap());
+    // SAFETY: valid NUL-terminated strings and a buffer of the given length.
+    let rc = unsafe {
+        libc::setxattr(
+            p.as_ptr(),
+            n.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            flags,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+fn getxattr(p: &Path, name: &str) -> std::io::Result<Vec<u8>> {
+    let (p, n) = (cpath(p), CString::new(name).unwrap());
+    let mut buf = vec![0u8; 70000];
+    // SAFETY: valid NUL-terminated strings and a buffer of the given length.
+    let rc = unsafe { libc::getxattr(p.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    if rc < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    buf.truncate(rc as usize);
+    Ok(buf)
+}
+
+fn listxattr(p: &Path) -> Vec<String> {
+    let p = cpath(p);
+    let mut buf = vec![0u8; 4096];
+    // SAFETY: a valid NUL-terminated path and a buffer of the given length.
+    let rc = unsafe { libc::listxattr(p.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    assert!(rc >= 0, "{}", std::io::Error::last_os_error());
+    buf.truncate(rc as usize);
+    buf.split(|&b| b == 0)
+        .filter(|s| !s.is_empty())
+        .map(|s| String::from_utf8_lossy(s).into_owned())
+        .collect()
+}
+
+fn removexattr(p: &Path, name: &str) -> std::io::Result<()> {
+    let (p, n) = (cpath(p), CString::new(name).unwrap());
+    // SAFETY: valid NUL-terminated strings.
+    let rc = unsafe { libc::removexattr(p.as_ptr(), n.as_ptr()) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+fn tick() {
+    // Kernel timestamps are fine-grained, but give ctime/mtime comparisons room.
+    std::thread::sleep(std::time::Duration::from_millis(20));
+}
+
+#[test]
+fn create_write_read_and_stat() {
+    let env = Env::new();
+    let m = env.mounted_tenant("acme", "m");
+    let f = m.p("hello.txt");
+    fs::write(&f, b"hello world").unwrap();
+    assert_eq!(fs::read(&f).unwrap(), b"hello world");
+    let md = fs::metadata(&f).unwrap();
+    assert_eq!(md.len(), 11);
+    assert!(md.is_file());
+    assert_eq!(md.nlink(), 1);
+    assert_eq!(md.uid(), nix::unistd::geteuid().as_raw());
+
+    // Overwrite in the middle, extend past the end, read back at offsets.
+    let mut file = OpenOptions::new().read(true).write(true).open(&f).unwrap();
+    file.seek(SeekFrom::Start(6)).unwrap();
+    file.write_all(b"there, and more").unwrap();
+    file.seek(SeekFrom::Start(100)).unwrap();
+    file.write_all(b"!").unwrap();
+    drop(file);
+    let data = fs::read(&f).unwrap();
+    assert_eq!(data.len(), 101);
+    assert_eq!(&data[..21], b"hello there, and more");
+    assert!(
+        data[21..100].iter().all(|&b| b == 0),
+        "a hole reads as zeros"
+    );
+
+    // O_APPEND appends at the end.
+    let mut a = OpenOptions::new().append(true).open(&f).unwrap();
+    a.write_all(b"tail").unwrap();
+    drop(a);
+    assert!(fs::read(&f).unwrap().ends_with(b"!tail"));
+
+    // O_EXCL on an existing name.
+    let e = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&f)
+        .unwrap_err();
+    assert_eq!(errno_of(e), libc::EEXIST);
+
+    // A big write, several FUSE requests long.
+    let big: Vec<u8> = (0..5_000_000u32).map(|i| (i % 251) as u8).collect();
+    fs::write(m.p("big.bin"), &big).unwrap();
+    assert_eq!(fs::read(m.p("big.bin")).unwrap(), big);
+}
+
+#[test]
+fn truncate_chmod_chown_and_times() {
+    let env = Env::new();
+    let m = env.mounted_tenant("acme", "m");
+    let f = m.p("f");
+    fs::write(&f, b"0123456789").unwrap();
+
+    let before = fs::metadata(&f).unwrap();
+    tick();
+    OpenOptions::new()
+        .write(true)
+        .open(&f)
+        .unwrap()
+        .set_len(4)
+        .unwrap();
+    let after = fs::metadata(&f).unwrap();
+    assert_eq!(after.len(), 4);
+    assert!(after.mtime_nsec() != before.mtime_nsec() || after.mtime() > before.mtime());
+    fs::File::options()
+        .write(true)
+        .open(&f)
+        .unwrap()
+        .set_len(8)
+        .unwrap();
+    assert_eq!(
+        fs::read(&f).unwrap(),
+        b"0123\0\0\0\0",
+        "truncate up zero-fills"
+    );
+    // truncate(2) by path, and O_TRUNC.
+    nix::unistd::truncate(&f, 2).unwrap();
+    assert_eq!(fs::read(&f).unwrap(), b"01");
+    OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(&f)
+        .unwrap();
+    assert_eq!(fs::metadata(&f).unwrap().len(), 0);
+
+    let c0 = fs::metadata(&f).unwrap().ctime_nsec();
+    tick();
+    fs::set_permissions(&f, fs::Permissions::from_mode(0o4751)).unwrap();
+    let md = fs::metadata(&f).unwrap();
+    assert_eq!(md.mode() & 0o7777, 0o4751);
+    assert_ne!(md.ctime_nsec(), c0, "chmod updates ctime");
+
+    std::os::unix::fs::chown(&f, Some(1234), Some(5678)).unwrap();
+    let md = fs::metadata(&f).unwrap();
+    assert_eq!((md.uid(), md.gid()), (1234, 5678));
+    assert_eq!(md.mode() & 0o4000, 0, "chown clears setuid");
+
+    // utimensat with explicit times, UTIME_OMIT and UTIME_NOW.
+    let t1 = TimeSpec::new(1_000_000_000, 123_456_789);
+    let t2 = TimeSpec::new(1_500_000_000, 987_654_321);
+    utimensat(AT_FDCWD, &f, &t1, &t2, UtimensatFlags::FollowSymlink).unwrap();
+    let md = fs::metadata(&f).unwrap();
+    assert_eq!((md.atime(), md.atime_nsec()), (1_000_000_000, 123_456_789));
+    assert_eq!((md.mtime(), md.mtime_nsec()), (1_500_000_000, 987_654_321));
+    utimensat(
+        AT_FDCWD,
+        &f,
+        &TimeSpec::UTIME_OMIT,
+        &TimeSpec::UTIME_NOW,
+        UtimensatFlags::FollowSymlink,
+    )
+    .unwrap();
+    let md = fs::metadata(&f).unwrap();
+    assert_eq!(
+        (md.atime(), md.atime_nsec()),
+        (1_000_000_000, 123_456_789),
+        "UTIME_OMIT keeps atime"
+    );
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    assert!((md.mtime() - now).abs() < 5, "UTIME_NOW sets mtime to now");
+    // Times before the epoch survive.
+    let old = TimeSpec::new(-86_400, 5);
+    utimensat(AT_FDCWD, &f, &old, &old, UtimensatFlags::FollowSymlink).unwrap();
+    assert_eq!(fs::metadata(&f).unwrap().mtime(), -86_400);
+}
+
+#[test]
+fn special_files_dirs_and_symlinks() {
+    let env = Env::new();
+    let m = env.mounted_tenant("acme", "m");
+    nix::unistd::mkfifo(&m.p("fifo"), Mode::from_bits_truncate(0o640)).unwrap();
+    assert!(fs::metadata(m.p("fifo")).unwrap().file_type().is_fifo());
+    mknod(
+        &m.p("sock"),
+        SFlag::S_IFSOCK,
+        Mode::from_bits_truncate(0o600),
+        0,
+    )
+    .unwrap();
+    assert!(fs::metadata(m.p("sock")).unwrap().file_type().is_socket());
+    mknod(
+        &m.p("regular"),
+        SFlag::S_IFREG,
+        Mode::from_bits_truncate(0o600),
+        0,
+    )
+    .unwrap();
+    assert!(fs::metadata(m.p("regular")).unwrap().is_file());
+    mknod(
+        &m.p("null"),
+        SFlag::S_IFCHR,
+        Mode::from_bits_truncate(0o666),
+        nix::sys::stat::makedev(1, 3),
+    )
+    .unwrap();
+    let md = fs::metadata(m.p("null")).unwrap();
+    assert!(md.file_type().is_char_device());
+    assert_eq!(md.rdev(), nix::sys::stat::makedev(1, 3));
+    // nodev: a device node stored in a tenant never opens the host's device.
+    assert_eq!(errno_of(File::open(m.p("null")).unwrap_err()), libc::EACCES);
+
+    fs::create_dir(m.p("d")).unwrap();
+    fs::create_dir(m.p("d/sub")).unwrap();
+    assert_eq!(
+        fs::metadata(m.p("d")).unwrap().nlink(),
+        3,
+        "2 + one subdirectory"
+    );
+    assert_eq!(
+        errno_of(fs::create_dir(m.p("d")).unwrap_err()),
+        libc::EEXIST
+    );
+    assert_eq!(
+        errno_of(fs::remove_dir(m.p("d")).unwrap_err()),
+        libc::ENOTEMPTY
+    );
+    fs::remove_dir(m.p("d/sub")).unwrap();
+    assert_eq!(fs::metadata(m.p("d")).unwrap().nlink(), 2);
+    fs::remove_dir(m.p("d")).unwrap();
+    assert_eq!(errno_of(fs::metadata(m.p("d")).unwrap_err()), libc::ENOENT);
+
+    fs::write(m.p("target"), b"pointed at").unwrap();
+    std::os::unix::fs::symlink("target", m.p("link")).unwrap();
+    assert_eq!(fs::read_link(m.p("link")).unwrap(), Path::new("target"));
+    assert_eq!(fs::read(m.p("link")).unwrap(), b"pointed at");
+    assert!(
+        fs::symlink_metadata(m.p("link"))
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    std::os::unix::fs::symlink("/nowhere/at/all", m.p("dangling")).unwrap();
+    assert_eq!(
+        errno_of(fs::read(m.p("dangling")).unwrap_err()),
+        libc::ENOENT
+    );
+    let long_target = "x/".repeat(2000);
+    std::os::unix::fs::symlink(&long_target, m.p("long")).unwrap();
+    assert_eq!(fs::read_link(m.p("long")).unwrap().as_os_str().len(), 4000);
+
+    assert_eq!(
+        errno_of(fs::remove_file(m.p("missing")).unwrap_err()),
+        libc::ENOENT
+    );
+    fs::create_dir(m.p("dir2")).unwrap();
+    assert_eq!(
+        errno_of(fs::remove_file(m.p("dir2")).unwrap_err()),
+        libc::EISDIR
+    );
+    assert_eq!(
+        errno_of(fs::remove_dir(m.p("target")).unwrap_err()),
+        libc::ENOTDIR
+    );
+}
+
+#[test]
+fn hard_links_count_and_touch_ctime() {
+    let env = Env::new();
+    let m = env.mounted_tenant("acme", "m");
+    fs::write(m.p("a"), b"shared").unwrap();
+    let c0 = fs::metadata(m.p("a")).unwrap();
+    tick();
+    fs::hard_link(m.p("a"), m.p("b")).unwrap();
+    let a = fs::metadata(m.p("a")).unwrap();
+    let b = fs::metadata(m.p("b")).unwrap();
+    assert_eq!(a.ino(), b.ino());
+    assert_eq!(a.nlink(), 2);
+    assert!(
+        (a.ctime(), a.ctime_nsec()) > (c0.ctime(), c0.ctime_nsec()),
+        "link updates ctime"
+    );
+    fs::write(m.p("b"), b"changed via b").unwrap();
+    assert_eq!(fs::read(m.p("a")).unwrap(), b"changed via b");
+    fs::remove_file(m.p("a")).unwrap();
+    assert_eq!(fs::metadata(m.p("b")).unwrap().nlink(), 1);
+    assert_eq!(fs::read(m.p("b")).unwrap(), b"changed via b");
+    fs::create_dir(m.p("d")).unwrap();
+    assert_eq!(
+        errno_of(fs::hard_link(m.p("d"), m.p("d2")).unwrap_err()),
+        libc::EPERM
+    );
+    assert_eq!(
+        errno_of(fs::hard_link(m.p("b"), m.p("d")).unwrap_err()),
+        libc::EEXIST
+    );
+}
+
+#[test]
+fn rename_in_all_its_forms() {
+    let env = Env::new();
+    let m = env.mounted_tenant("acme", "m");
+    fs::create_dir_all(m.p("x/y")).unwrap();
+    fs::create_dir(m.p("z")).unwrap();
+    fs::write(m.p("x/f"), b"f").unwrap();
+    fs::write(m.p("z/g"), b"g").unwrap();
+
+    // Plain rename across directories; the moved directory's parent link counts follow.
+    fs::rename(m.p("x/y"), m.p("z/y")).unwrap();
+    assert_eq!(fs::metadata(m.p("x")).unwrap().nlink(), 2);
+    assert_eq!(fs::metadata(m.p("z")).unwrap().nlink(), 3);
+    // Rename over an existing file replaces it.
+    fs::rename(m.p("x/f"), m.p("z/g")).unwrap();
+    assert_eq!(fs::read(m.p("z/g")).unwrap(), b"f");
+    assert!(!m.p("x/f").exists());
+    // A directory may not move below itself.
+    assert_eq!(
+        errno_of(fs::rename(m.p("z"), m.p("z/y/inside")).unwrap_err()),
+        libc::EINVAL
+    );
+    // Over a non-empty directory: ENOTEMPTY; file over dir: EISDIR; dir over file: ENOTDIR.
+    fs::write(m.p("z/y/child"), b"").unwrap();
+    fs::create_dir(m.p("x/empty")).unwrap();
+    assert_eq!(
+        errno_of(fs::rename(m.p("x/empty"), m.p("z/y")).unwrap_err()),
+        libc::ENOTEMPTY
+    );
+    assert_eq!(
+        errno_of(fs::rename(m.p("z/g"), m.p("x/empty")).unwrap_err()),
+        libc::EISDIR
+    );
+    assert_eq!(
+        errno_of(fs::rename(m.p("x/empty"), m.p("z/g")).unwrap_err()),
+        libc::ENOTDIR
+    );
+    // Over an empty directory works.
+    fs::create_dir(m.p("x/empty2")).unwrap();
+    fs::rename(m.p("x/empty"), m.p("x/empty2")).unwrap();
+
+    // RENAME_NOREPLACE.
+    fs::write(m.p("n1"), b"1").unwrap();
+    fs::write(m.p("n2"), b"2").unwrap();
+    let e = renameat2(
+        AT_FDCWD,
+        &m.p("n1"),
+        AT_FDCWD,
+        &m.p("n2"),
+        RenameFlags::RENAME_NOREPLACE,
+    )
+    .unwrap_err();
+    assert_eq!(e, nix::errno::Errno::EEXIST);
+    renameat2(
+        AT_FDCWD,
+        &m.p("n1"),
+        AT_FDCWD,
+        &m.p("n3"),
+        RenameFlags::RENAME_NOREPLACE,
+    )
+    .unwrap();
+
+    // RENAME_EXCHANGE swaps a file and a directory across parents.
+    fs::create_dir(m.p("x/dd")).unwrap();
+    fs::write(m.p("x/dd/inner"), b"in").unwrap();
+    renameat2(
+        AT_FDCWD,
+        &m.p("n2"),
+        AT_FDCWD,
+        &m.p("x/dd"),
+        RenameFlags::RENAME_EXCHANGE,
+    )
+    .unwrap();
+    assert_eq!(fs::read(m.p("x/dd")).unwrap(), b"2");
+    assert_eq!(fs::read(m.p("n2/inner")).unwrap(), b"in");
+    let e = renameat2(
+        AT_FDCWD,
+        &m.p("n3"),
+        AT_FDCWD,
+        &m.p("nothing"),
+        RenameFlags::RENAME_EXCHANGE,
+    )
+    .unwrap_err();
+    assert_eq!(e, nix::errno::Errno::ENOENT);
+
+    // An editor's save: write a temp file, rename it over the original.
+    fs::write(m.p("doc.txt"), b"v1").unwrap();
+    fs::write(m.p(".doc.txt.swp"), b"v2").unwrap();
+    fs::rename(m.p(".doc.txt.swp"), m.p("doc.txt")).unwrap();
+    assert_eq!(fs::read(m.p("doc.txt")).unwrap(), b"v2");
+
+    let names: Vec<String> = fs::read_dir(&m.path)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert!(!names.contains(&".doc.txt.swp".to_string()));
+}
+
+#[test]
+fn readdir_lists_everything_once() {
+    let env = Env::new();
+    let m = env.mounted_tenant("acme", "m");
+    fs::create_dir(m.p("many")).unwrap();
+    for i in 0..1500 {
+        fs::write(m.p(&format!("many/file-{i:05}")), b"").unwrap();
+    }
+    let mut names: Vec<String> = fs::read_dir(m.p("many"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names.len(), 1500);
+    assert_eq!(names[0], "file-00000");
+    assert_eq!(names[1499], "file-01499");
+    names.dedup();
+    assert_eq!(names.len(), 1500, "no duplicates across readdir batches");
+    // `ls -a` sees the dot entries, and `ls -l` (readdirplus) the attributes.
+    let out = common::sh(&m.p("many"), "ls -a | head -2");
+    assert_eq!(out, ".\n..\n");
+    let out = common::sh(&m.path, "ls -l many | wc -l");
+    assert_eq!(out.trim(), "1501");
+}
+
+#[test]
+fn names_are_raw_bytes_and_limited_to_255() {
+    let env = Env::new();
+    let m = env.mounted_tenant("acme", "m");
+    let raw = OsStr::from_bytes(b"caf\xe9-\xff\xfe.txt");
+    fs::write(m.path.join(raw), b"latin1").unwrap();
+    let listed: Vec<_> = fs::read_dir(&m.path)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(
+        listed.iter().any(|n| n.as_bytes() == raw.as_bytes()),
+        "{listed:?}"
+    );
+    assert_eq!(fs::read(m.path.join(raw)).unwrap(), b"latin1");
+
+    let ok = "n".repeat(255);
+    fs::write(m.p(&ok), b"").unwrap();
+    let long = "n".repeat(256);
+    assert_eq!(
+        errno_of(fs::write(m.p(&long), b"").unwrap_err()),
+        libc::ENAMETOOLONG
+    );
+    assert_eq!(
+        errno_of(fs::metadata(m.p(&long)).unwrap_err()),
+        libc::ENAMETOOLONG
+    );
+    assert_eq!(
+        errno_of(fs::create_dir(m.p(&long)).unwrap_err()),
+        libc::ENAMETOOLONG
+    );
+    assert_eq!(
+        errno_of(fs::rename(m.p(&ok), m.p(&long)).unwrap_err()),
+        libc::ENAMETOOLONG
+    );
+}
+
+#[test]
+fn unlinked_open_file_lives_until_last_close() {
+    let env = Env::new();
+    let m = env.mounted_tenant("acme", "m");
+    let mut f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(m.p("tmp"))
+        .unwrap();
+    f.write_all(b"still here").unwrap();
+    fs::remove_file(m.p("tmp")).unwrap();
+    assert!(!m.p("tmp").exists());
+    f.write_all(b", and growing").unwrap();
+    f.seek(SeekFrom::Start(0)).unwrap();
+    let mut s = String::new();
+    f.read_to_string(&mut s).unwrap();
+    assert_eq!(s, "still here, and growing");
+    assert_eq!(f.metadata().unwrap().nlink(), 0);
+    let used_open: serde_json::Value =
+        serde_json::from_str(&env.ok(&["tenant", "show", "acme", "--json"])).unwrap();
+    assert_eq!(used_open["inodes_used"], 2, "the open orphan still counts");
+    drop(f);
+    let objects = env.store.join("tenants/acme/objects");
+    let count = || walk(&objects);
+    assert!(
+        common::wait_until(std::time::Duration::from_secs(2), || count() == 0).is_some(),
+        "space reclaimed at last close"
+    );
+    let show: serde_json::Value =
+        serde_json::from_str(&env.ok(&["tenant", "show", "acme", "--json"])).unwrap();
+    assert_eq!(show["inodes_used"], 1);
+    assert_eq!(show["bytes_used"], 0);
+}
+
+fn walk(dir: &Path) -> usize {
+    fs::read_dir(dir)
+        .map(|rd| {
+            rd.map(|e| {
+                let e = e.unwrap();
+                if e.file_type().unwrap().is_dir() {
+                    walk(&e.path())
+                } else {
+                    1
+                }
+            })
+            .sum()
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn fsync_fallocate_and_statfs() {
+    let env = Env::new();
+    let m = env.mounted_tenant("acme", "m");
+    let f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(m.p("f"))
+        .unwrap();
+    nix::fcntl::fallocate(&f, FallocateFlags::empty(), 0, 1 << 20).unwrap();
+    assert_eq!(f.metadata().unwrap().len(), 1 << 20);
+    nix::fcntl::fallocate(&f, FallocateFlags::FALLOC_FL_KEEP_SIZE, 0, 2 << 20).unwrap();
+    assert_eq!(
+        f.metadata().unwrap().len(),
+        1 << 20,
+        "KEEP_SIZE keeps the size"
+    );
+    (&f).write_all(&[7u8; 8192]).unwrap();
+    nix::fcntl::fallocate(
+        &f,
+        FallocateFlags::FALLOC_FL_PUNCH_HOLE | FallocateFlags::FALLOC_FL_KEEP_SIZE,
+        0,
+        4096,
+    )
+    .unwrap();
+    let mut back = vec![1u8; 8192];
+    std::os::unix::fs::FileExt::read_exact_at(&f, &mut back, 0).unwrap();
+    assert!(back[..4096].iter().all(|&b| b == 0) && back[4096..].iter().all(|&b| b == 7));
+    f.sync_all().unwrap();
+    f.sync_data().unwrap();
+    File::open(&m.path).unwrap().sync_all().unwrap();
+
+    let st = nix::sys::statvfs::statvfs(&m.path).unwrap();
+    assert_eq!(st.name_max(), 255);
+    assert!(st.blocks() > 0 && st.blocks_available() > 0);
+    let used = (st.blocks() - st.blocks_free()) * st.fragment_size();
+    assert!(used >= 1 << 20, "df counts this tenant's bytes: {used}");
+}
+
+#[test]
+fn user_xattrs_round_trip_and_host_namespaces_are_closed() {
+    let env = Env::new();
+    let m = env.mounted_tenant("acme", "m");
+    let f = m.p("f");
+    fs::write(&f, b"").unwrap();
+    setxattr(&f, "user.color", b"blue", 0).unwrap();
+    assert_eq!(getxattr(&f, "user.color").unwrap(), b"blue");
+    let big = vec![b'x'; 65536];
+    setxattr(&f, "user.big", &big, 0).unwrap();
+    assert_eq!(getxattr(&f, "user.big").unwrap(), big);
+    assert_eq!(listxattr(&f), ["user.big", "user.color"]);
+    assert_eq!(
+        errno_of(setxattr(&f, "user.color", b"red", libc::XATTR_CREATE).unwrap_err()),
+        libc::EEXIST
+    );
+    assert_eq!(
+        errno_of(setxattr(&f, "user.nope", b"x", libc::XATTR_REPLACE).unwrap_err()),
+        libc::ENODATA
+    );
+    setxattr(&f, "user.color", b"red", libc::XATTR_REPLACE).unwrap();
+    assert_eq!(getxattr(&f, "user.color").unwrap(), b"red");
+    removexattr(&f, "user.color").unwrap();
+    assert_eq!(
+        errno_of(getxattr(&f, "user.color").unwrap_err()),
+        libc::ENODATA
+    );
+    assert_eq!(
+        errno_of(removexattr(&f, "user.color").unwrap_err()),
+        libc::ENODATA
+    );
+    // Host namespaces are not the tenant's to write.
+    for name in ["security.evil", "trusted.evil", "system.evil"] {
+        let e = errno_of(setxattr(&f, name, b"x", 0).unwrap_err());
+        assert!(e == libc::EOPNOTSUPP || e == libc::EPERM, "{name}: {e}");
+        assert_eq!(
+            errno_of(getxattr(&f, name).unwrap_err()),
+            libc::ENODATA,
+            "{name}"
+        );
+    }
+    assert_eq!(listxattr(&f), ["user.big"]);
+    // Directories take xattrs too; getfattr/setfattr work.
+    fs::create_dir(m.p("d")).unwrap();
+    common::sh(
+        &m.path,
+        "setfattr -n user.k -v v d && getfattr -n user.k --only-values d | grep -qx v",
+    );
+}
