@@ -1,0 +1,412 @@
+//! Tenancy through real mounts: isolation, sub-tree keys, read-only keys, revocation and
+//! expiry of live mounts, persistence, crash recovery, real tools, and attacks.
+
+mod common;
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::time::{Duration, Instant};
+
+use common::{Env, errno_of, sh, wait_until};
+
+#[test]
+fn two_tenants_side_by_side_see_disjoint_trees() {
+    let env = Env::new();
+    let a = env.mounted_tenant("acme", "a");
+    let b = env.mounted_tenant("beta", "b");
+    fs::write(a.p("same-name.txt"), b"acme's").unwrap();
+    fs::create_dir(a.p("acme-only")).unwrap();
+    fs::write(a.p("acme-only/big"), vec![1u8; 3 << 20]).unwrap();
+    fs::write(b.p("same-name.txt"), b"beta's").unwrap();
+    assert_eq!(fs::read(a.p("same-name.txt")).unwrap(), b"acme's");
+    assert_eq!(fs::read(b.p("same-name.txt")).unwrap(), b"beta's");
+    assert_eq!(
+        errno_of(fs::metadata(b.p("acme-only")).unwrap_err()),
+        libc::ENOENT
+    );
+    let names = |m: &common::Mount| {
+        let mut v: Vec<String> = fs::read_dir(&m.path)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(names(&a), ["acme-only", "same-name.txt"]);
+    assert_eq!(names(&b), ["same-name.txt"]);
+    // Inode numbers come from per-tenant counters: beta's first file is number 2, like acme's.
+    assert_eq!(fs::metadata(b.p("same-name.txt")).unwrap().ino(), 2);
+    assert_eq!(fs::metadata(a.p("same-name.txt")).unwrap().ino(), 2);
+    // df on beta counts beta's bytes only, not acme's 3 MiB.
+    let sb = nix::sys::statvfs::statvfs(&b.path).unwrap();
+    let used_b = (sb.blocks() - sb.blocks_free()) * sb.fragment_size();
+    assert!(used_b < 1 << 20, "beta's df shows {used_b} bytes used");
+    let sa = nix::sys::statvfs::statvfs(&a.path).unwrap();
+    assert!((sa.blocks() - sa.blocks_free()) * sa.fragment_size() >= 3 << 20);
+    // Physical isolation: each tenant's data sits in its own folder.
+    assert!(env.store.join("tenants/acme/meta.db").is_file());
+    assert!(env.store.join("tenants/beta/meta.db").is_file());
+}
+
+#[test]
+fn a_root_key_sees_only_its_subtree() {
+    let env = Env::new();
+    let full = env.mounted_tenant("acme", "full");
+    fs::create_dir_all(full.p("projects/x")).unwrap();
+    fs::write(full.p("projects/x/plan.md"), b"plan").unwrap();
+    fs::create_dir(full.p("hr")).unwrap();
+    fs::write(full.p("hr/salaries.csv"), b"secret").unwrap();
+
+    let (key, _) = env.key("acme", "agent:bot", &["--root", "/projects"]);
+    let sub = env.mount("sub", &key, &[]);
+    let names: Vec<String> = fs::read_dir(&sub.path)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(names, ["x"]);
+    assert_eq!(fs::read(sub.p("x/plan.md")).unwrap(), b"plan");
+    assert_eq!(
+        fs::metadata(&sub.path).unwrap().ino(),
+        1,
+        "the sub-tree root is inode 1"
+    );
+    // ".." at the mount root is the host directory, never the tenant's parent.
+    assert_eq!(
+        errno_of(fs::metadata(sub.p("../hr")).unwrap_err()),
+        libc::ENOENT
+    );
+    assert_ne!(
+        fs::metadata(sub.p("..")).unwrap().dev(),
+        fs::metadata(&sub.path).unwrap().dev()
+    );
+    // A symlink climbing out resolves on the host, not in the tenant.
+    std::os::unix::fs::symlink("../../hr/salaries.csv", sub.p("x/escape")).unwrap();
+    assert!(fs::read(sub.p("x/escape")).is_err());
+    // Writes land inside the sub-tree.
+    fs::write(sub.p("new.txt"), b"from bot").unwrap();
+    assert_eq!(fs::read(full.p("projects/new.txt")).unwrap(), b"from bot");
+    // readdir of the root's ".." reports no number outside the sub-tree.
+    let mut dir = nix::dir::Dir::open(
+        &sub.path,
+        nix::fcntl::OFlag::O_RDONLY,
+        nix::sys::stat::Mode::empty(),
+    )
+    .unwrap();
+    let dotdot = dir
+        .iter()
+        .map(|e| e.unwrap())
+        .find(|e| e.file_name().to_bytes() == b"..")
+        .unwrap();
+    assert_eq!(dotdot.ino(), 1);
+}
+
+#[test]
+fn a_read_key_refuses_every_change_with_erofs() {
+    let env = Env::new();
+    let w = env.mounted_tenant("acme", "w");
+    fs::write(w.p("f"), b"data").unwrap();
+    fs::create_dir(w.p("d")).unwrap();
+    let (key, _) = env.key("acme", "user:reader", &["--scope", "read"]);
+    let r = env.mount("r", &key, &[]);
+    assert_eq!(fs::read(r.p("f")).unwrap(), b"data");
+    let erofs = |res: std::io::Result<()>| assert_eq!(errno_of(res.unwrap_err()), libc::EROFS);
+    erofs(fs::write(r.p("new"), b"x"));
+    erofs(OpenOptions::new().write(true).open(r.p("f")).map(drop));
+    erofs(OpenOptions::new().append(true).open(r.p("f")).map(drop));
+    erofs(fs::create_dir(r.p("d2")));
+    erofs(fs::remove_file(r.p("f")));
+    erofs(fs::remove_dir(r.p("d")));
+    erofs(fs::rename(r.p("f"), r.p("g")));
+    erofs(fs::hard_link(r.p("f"), r.p("g")));
+    erofs(std::os::unix::fs::symlink("f", r.p("s")));
+    erofs(fs::set_permissions(
+        r.p("f"),
+        fs::Permissions::from_mode(0o600),
+    ));
+    erofs(nix::unistd::truncate(&r.p("f"), 0).map_err(Into::into));
+    erofs(
+        nix::unistd::mkfifo(&r.p("p"), nix::sys::stat::Mode::from_bits_truncate(0o600))
+            .map_err(Into::into),
+    );
+    let out = std::process::Command::new("setfattr")
+        .args(["-n", "user.x", "-v", "1"])
+        .arg(r.p("f"))
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("Read-only"),
+        "{out:?}"
+    );
+    assert_eq!(fs::read(w.p("f")).unwrap(), b"data");
+}
+
+use std::os::unix::fs::PermissionsExt;
+
+#[test]
+fn revoking_a_key_ends_its_live_mounts_within_two_seconds() {
+    let env = Env::new();
+    env.tenant("acme");
+    let (key, id) = env.key("acme", "user:alice", &[]);
+    let m = env.mount("m", &key, &[]);
+    fs::write(m.p("f"), b"keep me").unwrap();
+    let held = File::open(m.p("f")).unwrap();
+    let mut buf = [0u8; 7];
+    held.read_exact_at(&mut buf, 0).unwrap();
+    assert_eq!(&buf, b"keep me");
+    // A reader loops while the key is revoked.
+    let path = m.p("f");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut last_ok = Instant::now();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                if fs::read(&path).is_ok_and(|d| d == b"keep me") {
+                    last_ok = Instant::now();
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            last_ok
+        })
+    };
+    std::thread::sleep(Duration::from_millis(100));
+    let revoked_at = Instant::now();
+    env.ok(&["key", "revoke", &id]);
+    let took = wait_until(Duration::from_secs(5), || {
+        fs::read(m.p("f")).is_err() && held.read_exact_at(&mut buf, 0).is_err()
+    });
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let last_ok = reader.join().unwrap();
+    let took = took.expect("access still works 5 s after revocation");
+    assert!(took < Duration::from_secs(2), "revocation took {took:?}");
+    assert!(last_ok.saturating_duration_since(revoked_at) < Duration::from_secs(2));
+    eprintln!("revocation reached the mount in {took:?}");
+    // The descriptor opened before stays dead; nothing is served from the page cache.
+    assert!(held.read_exact_at(&mut buf, 0).is_err());
+    assert!(
+        wait_until(Duration::from_secs(3), || !m.is_mounted()).is_some(),
+        "the mount is detached"
+    );
+    // The data is kept, and a valid key mounts the same tree again.
+    let (key2, _) = env.key("acme", "user:alice", &[]);
+    let m2 = env.mount("m2", &key2, &[]);
+    assert_eq!(fs::read(m2.p("f")).unwrap(), b"keep me");
+}
+
+#[test]
+fn a_key_expiring_ends_its_live_mount() {
+    let env = Env::new();
+    env.tenant("acme");
+    let (key, _) = env.key("acme", "user:alice", &["--expires", "2s"]);
+    let m = env.mount("m", &key, &[]);
+    fs::write(m.p("f"), b"x").unwrap();
+    let took = wait_until(Duration::from_secs(6), || fs::metadata(m.p("f")).is_err());
+    assert!(took.is_some(), "the mount outlived its key");
+    assert!(took.unwrap() < Duration::from_secs(4), "{took:?}");
+}
+
+#[test]
+fn everything_persists_across_umount_and_mount() {
+    let env = Env::new();
+    env.tenant("acme");
+    let (key, _) = env.key("acme", "user:alice", &[]);
+    let m = env.mount("m", &key, &[]);
+    fs::create_dir_all(m.p("a/b/c")).unwrap();
+    fs::write(m.p("a/b/c/deep.txt"), b"deep").unwrap();
+    std::os::unix::fs::symlink("b/c/deep.txt", m.p("a/link")).unwrap();
+    fs::hard_link(m.p("a/b/c/deep.txt"), m.p("hard")).unwrap();
+    fs::set_permissions(m.p("hard"), fs::Permissions::from_mode(0o640)).unwrap();
+    sh(&m.path, "setfattr -n user.tag -v kept hard");
+    let before = sh(&m.path, "find . -printf '%p %y %s %m %n %T@\\n' | sort");
+    m.umount();
+    assert!(!m.is_mounted());
+    let m = env.mount("m", &key, &[]);
+    let after = sh(&m.path, "find . -printf '%p %y %s %m %n %T@\\n' | sort");
+    assert_eq!(before, after);
+    assert_eq!(fs::read(m.p("a/link")).unwrap(), b"deep");
+    assert_eq!(
+        sh(&m.path, "getfattr -n user.tag --only-values hard"),
+        "kept"
+    );
+}
+
+fn object_count(env: &Env) -> usize {
+    let objects = env.store.join("tenants/acme/objects");
+    fs::read_dir(objects)
+        .unwrap()
+        .map(|s| fs::read_dir(s.unwrap().path()).unwrap().count())
+        .sum()
+}
+
+#[test]
+fn kill_9_then_remount_recovers_a_consistent_tree() {
+    let env = Env::new();
+    env.tenant("acme");
+    let (key, _) = env.key("acme", "user:alice", &[]);
+    let m = env.mount("m", &key, &[]);
+    for i in 0..20 {
+        let mut f = File::create(m.p(&format!("synced-{i}"))).unwrap();
+        f.write_all(format!("content {i}").as_bytes()).unwrap();
+        f.sync_all().unwrap();
+    }
+    // A file still being written, never closed: its size is only in the daemon's memory.
+    let mut writing = File::create(m.p("in-flight")).unwrap();
+    writing.write_all(&[9u8; 100_000]).unwrap();
+    // A file unlinked while open: its object must be reclaimed after the crash.
+    let mut orphan = File::create(m.p("orphan")).unwrap();
+    orphan.write_all(&[1u8; 50_000]).unwrap();
+    fs::remove_file(m.p("orphan")).unwrap();
+    // Deleted files whose objects were removed cleanly.
+    for i in 0..5 {
+        fs::write(m.p(&format!("gone-{i}")), b"bye").unwrap();
+        fs::remove_file(m.p(&format!("gone-{i}"))).unwrap();
+    }
+
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(m.pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    assert!(
+        wait_until(Duration::from_secs(3), || fs::metadata(&m.path).is_err()).is_some(),
+        "the mount went dead"
+    );
+    drop(writing);
+    drop(orphan);
+    let out = m.umount();
+    assert!(
+        out.status.success(),
+        "umount of a dead mount: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let m = env.mount("m", &key, &[]);
+    for i in 0..20 {
+        assert_eq!(
+            fs::read_to_string(m.p(&format!("synced-{i}"))).unwrap(),
+            format!("content {i}")
+        );
+    }
+    assert_eq!(
+        fs::read(m.p("in-flight")).unwrap(),
+        vec![9u8; 100_000],
+        "written data survives a daemon crash"
+    );
+    let names = fs::read_dir(&m.path).unwrap().count();
+    assert_eq!(names, 21);
+    // Recovery ran at mount: one object per live file, usage matches.
+    assert_eq!(object_count(&env), 21, "no leaked objects");
+    let show: serde_json::Value =
+        serde_json::from_str(&env.ok(&["tenant", "show", "acme", "--json"])).unwrap();
+    assert_eq!(show["inodes_used"], 22);
+    let content: u64 = (0..20)
+        .map(|i| format!("content {i}").len() as u64)
+        .sum::<u64>()
+        + 100_000;
+    assert_eq!(show["bytes_used"], content);
+}
+
+#[test]
+fn real_tools_work_as_on_a_local_disk() {
+    let env = Env::new();
+    let m = env.mounted_tenant("acme", "m");
+    let src = env.dir.path().join("src");
+    fs::create_dir_all(src.join("docs/deep")).unwrap();
+    for i in 0..50 {
+        fs::write(
+            src.join(format!("docs/file{i}.txt")),
+            format!("line {i}\nneedle {}\n", i % 7),
+        )
+        .unwrap();
+    }
+    fs::write(src.join("docs/deep/x.bin"), vec![0xabu8; 200_000]).unwrap();
+    std::os::unix::fs::symlink("file1.txt", src.join("docs/sym")).unwrap();
+    let s = src.display();
+    sh(
+        &m.path,
+        &format!("cp -a {s}/docs copied && diff -r {s}/docs copied"),
+    );
+    sh(
+        &m.path,
+        &format!("tar -C {s} -cf - docs | tar -xf - -C . && diff -r {s}/docs docs"),
+    );
+    sh(
+        &m.path,
+        "tar -cf ../out.tar docs && mkdir ../untar && tar -xf ../out.tar -C ../untar && diff -r docs ../untar/docs",
+    );
+    assert_eq!(sh(&m.path, "grep -rl 'needle 3' docs | wc -l").trim(), "7");
+    assert_eq!(sh(&m.path, "find docs -type f | wc -l").trim(), "51");
+    let du: u64 = sh(&m.path, "du -sk docs | cut -f1").trim().parse().unwrap();
+    assert!(du >= 200, "du counts blocks: {du}");
+    sh(
+        &m.path,
+        "mv docs moved && ln moved/file1.txt hardlinked && ln -s moved/file2.txt softlinked && cat hardlinked softlinked >/dev/null",
+    );
+    assert!(sh(&m.path, "ls -l").contains("softlinked -> moved/file2.txt"));
+    sh(
+        &m.path,
+        "git init -q repo && cd repo && echo hi > a && git add a && \
+         git -c user.name=t -c user.email=t@e commit -qm one && echo more >> a && \
+         git -c user.name=t -c user.email=t@e commit -qam two && git log --oneline | wc -l | grep -qx 2 && git status --porcelain | wc -l | grep -qx 0",
+    );
+    // An editor's save-by-rename keeps content and swaps the inode.
+    sh(
+        &m.path,
+        "echo v1 > notes && cp notes .notes.tmp && echo v2 > .notes.tmp && mv .notes.tmp notes && grep -qx v2 notes",
+    );
+}
+
+#[test]
+fn guessed_file_handles_never_reach_another_tenant() {
+    let env = Env::new();
+    let a = env.mounted_tenant("acme", "a");
+    let b = env.mounted_tenant("beta", "b");
+    fs::write(a.p("secret"), b"acme secret").unwrap();
+    fs::write(b.p("public"), b"beta data").unwrap();
+    // A handle for acme's file, replayed against beta's mount.
+    let mut raw = vec![0u8; 8 + 128];
+    let fh = raw.as_mut_ptr() as *mut libc::file_handle;
+    // SAFETY: the buffer holds a file_handle header plus 128 bytes of handle.
+    unsafe { (*fh).handle_bytes = 128 };
+    let path = std::ffi::CString::new(a.p("secret").to_str().unwrap()).unwrap();
+    let mut mount_id = 0;
+    // SAFETY: valid path, a buffer sized as declared in handle_bytes, and an out int.
+    let rc =
+        unsafe { libc::name_to_handle_at(libc::AT_FDCWD, path.as_ptr(), fh, &mut mount_id, 0) };
+    if rc != 0 {
+        // Without export support the kernel may refuse to make handles at all: nothing to replay.
+        return;
+    }
+    let bdir = File::open(&b.path).unwrap();
+    // SAFETY: the handle buffer came from name_to_handle_at; the mount fd is open.
+    let fd = unsafe { libc::open_by_handle_at(bdir.as_raw_fd(), fh, libc::O_RDONLY) };
+    if fd >= 0 {
+        // SAFETY: fd was just returned open by the kernel and is owned here.
+        let mut f = unsafe { <File as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+        let mut s = String::new();
+        let _ = f.read_to_string(&mut s);
+        assert!(!s.contains("acme"), "beta's mount served acme's data: {s}");
+    }
+}
+
+#[test]
+fn unknown_inode_numbers_are_stale_not_served() {
+    // Inode numbers are only meaningful inside one tenant, and the adapter answers ESTALE for
+    // numbers it never handed out; /proc's fd links are the one way to name an inode by number,
+    // so reopen through them after the name is gone and after the inode is forgotten.
+    let env = Env::new();
+    let m = env.mounted_tenant("acme", "m");
+    fs::write(m.p("f"), b"x").unwrap();
+    let f = File::open(m.p("f")).unwrap();
+    fs::remove_file(m.p("f")).unwrap();
+    let via_proc = format!("/proc/self/fd/{}", f.as_raw_fd());
+    assert_eq!(
+        fs::read(&via_proc).unwrap(),
+        b"x",
+        "an open orphan stays reachable by its holder"
+    );
+    drop(f);
+    assert!(fs::read(&via_proc).is_err());
+}
