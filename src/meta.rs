@@ -531,13 +531,6 @@ impl Tx<'_> {
         Ok(())
     }
 
-    pub fn clear_writer(&self, ino: Ino, session: &str) -> rusqlite::Result<()> {
-        self.conn
-            .prepare_cached("DELETE FROM writers WHERE ino = ?1 AND session = ?2")?
-            .execute(params![ino, session])?;
-        Ok(())
-    }
-
     pub fn add_orphan(&self, ino: Ino, session: &str) -> rusqlite::Result<()> {
         self.conn
             .prepare_cached("INSERT OR IGNORE INTO orphans(ino, session) VALUES (?1, ?2)")?

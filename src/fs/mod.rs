@@ -17,8 +17,8 @@
 pub mod error;
 pub mod types;
 
-use std::collections::HashMap;
 use std::collections::hash_map::Entry;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 
@@ -59,8 +59,6 @@ struct FileState {
     mtime: Nanos,
     ctime: Nanos,
     dirty: bool,
-    /// A `writers` row exists for this session.
-    marked: bool,
 }
 
 /// What a new inode is.
@@ -94,6 +92,10 @@ pub struct TenantFs {
     open: Mutex<HashMap<Ino, OpenEntry>>,
     handles: RwLock<HashMap<u64, Handle>>,
     next_fh: AtomicU64,
+    /// Objects deleted whose `gc` rows the next transaction removes.
+    reaped: Mutex<Vec<Ino>>,
+    /// Inodes with a `writers` row for this session.
+    marked: Mutex<HashSet<Ino>>,
 }
 
 fn check_name(name: &[u8]) -> FsResult<()> {
@@ -137,6 +139,8 @@ impl TenantFs {
             open: Mutex::new(HashMap::new()),
             handles: RwLock::new(HashMap::new()),
             next_fh: AtomicU64::new(1),
+            reaped: Mutex::new(Vec::new()),
+            marked: Mutex::new(HashSet::new()),
         }
     }
 
@@ -237,7 +241,7 @@ impl TenantFs {
         }
         let obj = self.open.lock().get(&ino).map(|e| e.obj.clone());
         let mut st = obj.as_ref().map(|o| o.st.lock());
-        let a = self.meta.lock().write(|tx| {
+        let a = self.transact(|tx| {
             let mut a = require(tx.inode(ino)?)?;
             if let Some(mode) = set.mode {
                 a.perm = (mode & 0o7777) as u16;
@@ -361,7 +365,7 @@ impl TenantFs {
         } else {
             0
         };
-        self.meta.lock().write(|tx| {
+        self.transact(|tx| {
             self.make_node(
                 tx,
                 ctx,
@@ -388,7 +392,7 @@ impl TenantFs {
         self.writable()?;
         check_name(name)?;
         let perm = (mode & !umask & 0o7777) as u16;
-        self.meta.lock().write(|tx| {
+        self.transact(|tx| {
             self.make_node(
                 tx,
                 ctx,
@@ -413,7 +417,7 @@ impl TenantFs {
         if target.is_empty() {
             return Err(FsError::NotFound);
         }
-        self.meta.lock().write(|tx| {
+        self.transact(|tx| {
             let node = Node {
                 kind: Kind::Symlink,
                 perm: 0o777,
@@ -427,7 +431,7 @@ impl TenantFs {
     pub fn link(&self, ino: Ino, new_parent: Ino, new_name: &[u8]) -> FsResult<Attr> {
         self.writable()?;
         check_name(new_name)?;
-        let a = self.meta.lock().write(|tx| {
+        let a = self.transact(|tx| {
             let mut a = require(tx.inode(ino)?)?;
             if a.kind == Kind::Dir {
                 return Err(FsError::NotPermitted);
@@ -494,14 +498,31 @@ impl TenantFs {
         Ok(())
     }
 
-    /// Deletes the objects of inodes a committed transaction removed.
+    /// One write transaction. It also drops the `gc` rows of objects already deleted, so
+    /// deleting a file costs one transaction, not two.
+    fn transact<T>(&self, f: impl FnOnce(&Tx<'_>) -> FsResult<T>) -> FsResult<T> {
+        let mut meta = self.meta.lock();
+        let reaped = std::mem::take(&mut *self.reaped.lock());
+        let res = meta.write(|tx| {
+            for &ino in &reaped {
+                tx.gc_done(ino)?;
+            }
+            f(tx)
+        });
+        if res.is_err() {
+            self.reaped.lock().extend(reaped);
+        }
+        res
+    }
+
+    /// Deletes the objects of inodes a committed transaction removed. Their `gc` rows go in
+    /// the next transaction; until then a crash only makes the next mount delete again.
     fn reap(&self, doomed: Vec<Ino>) {
         for ino in doomed {
             match self.objects.remove(ino) {
                 Ok(()) => {
-                    if let Err(e) = self.meta.lock().read().gc_done(ino) {
-                        tracing::warn!(ino, error = %e, "object deleted, gc row kept for the next mount");
-                    }
+                    self.marked.lock().remove(&ino);
+                    self.reaped.lock().push(ino);
                 }
                 Err(e) => {
                     tracing::warn!(ino, error = %e, "object delete failed; the next mount retries")
@@ -532,7 +553,7 @@ impl TenantFs {
         let mut doomed = Vec::new();
         {
             let open = self.open.lock();
-            self.meta.lock().write(|tx| {
+            self.transact(|tx| {
                 require_dir(tx, parent)?;
                 let a = require(tx.lookup_attr(parent, name)?)?;
                 match (dir, a.kind == Kind::Dir) {
@@ -580,7 +601,7 @@ impl TenantFs {
         let mut changed = Vec::new();
         {
             let open = self.open.lock();
-            self.meta.lock().write(|tx| {
+            self.transact(|tx| {
                 require_dir(tx, parent)?;
                 require_dir(tx, new_parent)?;
                 let src = require(tx.lookup_attr(parent, name)?)?;
@@ -726,7 +747,6 @@ impl TenantFs {
                 mtime: a.mtime,
                 ctime: a.ctime,
                 dirty: false,
-                marked: false,
             }),
             orphan: AtomicBool::new(a.nlink == 0),
         });
@@ -753,17 +773,17 @@ impl TenantFs {
         e.remove();
         let orphan = obj.orphan.load(Ordering::SeqCst);
         let mut st = obj.st.lock();
-        self.meta.lock().write(|tx| {
-            Self::write_back(tx, obj.ino, &mut st)?;
-            if st.marked {
-                tx.clear_writer(obj.ino, &self.session)?;
-            }
-            if orphan {
-                tx.delete_inode(obj.ino, st.size)?;
-            }
-            Ok::<_, FsError>(())
-        })?;
-        st.marked = false;
+        // The `writers` row stays until unmount: a stale row only makes recovery re-read a
+        // size that is already right, and keeping it saves a transaction per close.
+        if st.dirty || orphan {
+            self.transact(|tx| {
+                Self::write_back(tx, obj.ino, &mut st)?;
+                if orphan {
+                    tx.delete_inode(obj.ino, st.size)?;
+                }
+                Ok(())
+            })?;
+        }
         drop(st);
         drop(open);
         if orphan {
@@ -787,20 +807,16 @@ impl TenantFs {
     fn persist(&self, obj: &OpenObject) -> FsResult<()> {
         let mut st = obj.st.lock();
         if st.dirty {
-            self.meta
-                .lock()
-                .write(|tx| Self::write_back(tx, obj.ino, &mut st))?;
+            self.transact(|tx| Self::write_back(tx, obj.ino, &mut st))?;
         }
         Ok(())
     }
 
     /// Before the object changes: make sure a crash leaves a `writers` row behind.
-    fn mark(&self, obj: &OpenObject, st: &mut FileState) -> FsResult<()> {
-        if !st.marked {
-            self.meta
-                .lock()
-                .write(|tx| tx.mark_writer(obj.ino, &self.session))?;
-            st.marked = true;
+    fn mark(&self, obj: &OpenObject) -> FsResult<()> {
+        if !self.marked.lock().contains(&obj.ino) {
+            self.transact(|tx| Ok(tx.mark_writer(obj.ino, &self.session)?))?;
+            self.marked.lock().insert(obj.ino);
         }
         Ok(())
     }
@@ -814,15 +830,13 @@ impl TenantFs {
             return Err(FsError::FileTooLarge);
         }
         let mut st = obj.st.lock();
-        self.mark(obj, &mut st)?;
+        self.mark(obj)?;
         Self::data(obj)?.set_len(size)?;
         st.size = size;
         st.mtime = now;
         st.ctime = now;
         st.dirty = true;
-        self.meta
-            .lock()
-            .write(|tx| Self::write_back(tx, obj.ino, &mut st))
+        self.transact(|tx| Self::write_back(tx, obj.ino, &mut st))
     }
 
     pub fn open(&self, ino: Ino, flags: i32) -> FsResult<u64> {
@@ -865,7 +879,7 @@ impl TenantFs {
         check_name(name)?;
         let perm = (mode & !umask & 0o7777) as u16;
         let mut open = self.open.lock();
-        let a = self.meta.lock().write(|tx| {
+        let a = self.transact(|tx| {
             let node = Node {
                 kind: Kind::File,
                 perm,
@@ -886,7 +900,6 @@ impl TenantFs {
                 mtime: a.mtime,
                 ctime: a.ctime,
                 dirty: false,
-                marked: true,
             }),
             orphan: AtomicBool::new(false),
         });
@@ -930,7 +943,7 @@ impl TenantFs {
             .checked_add(data.len() as u64)
             .filter(|&e| e <= i64::MAX as u64)
             .ok_or(FsError::FileTooLarge)?;
-        self.mark(obj, &mut st)?;
+        self.mark(obj)?;
         Self::data(obj)?.write_all_at(data, offset)?;
         let now = now_nanos();
         st.size = st.size.max(end);
@@ -980,7 +993,7 @@ impl TenantFs {
             .ok_or(FsError::FileTooLarge)?;
         let obj = &h.obj;
         let mut st = obj.st.lock();
-        self.mark(obj, &mut st)?;
+        self.mark(obj)?;
         Self::data(obj)?.allocate(mode, offset, len)?;
         let now = now_nanos();
         if mode & libc::FALLOC_FL_KEEP_SIZE == 0 && end > st.size {
@@ -1111,7 +1124,7 @@ impl TenantFs {
         if value.len() > XATTR_VALUE_MAX {
             return Err(FsError::TooBig);
         }
-        self.meta.lock().write(|tx| {
+        self.transact(|tx| {
             require(tx.inode(ino)?)?;
             let exists = tx.xattr(ino, name)?.is_some();
             match mode {
@@ -1162,7 +1175,7 @@ impl TenantFs {
         if !Self::user_namespace(name) {
             return Err(FsError::NotSupported);
         }
-        self.meta.lock().write(|tx| {
+        self.transact(|tx| {
             require(tx.inode(ino)?)?;
             if !tx.remove_xattr(ino, name)? {
                 return Err(FsError::NoXattr);
@@ -1179,6 +1192,9 @@ impl TenantFs {
             if let Err(e) = self.release(fh) {
                 tracing::warn!(fh, error = %e, "write-back at unmount failed");
             }
+        }
+        if let Err(e) = self.transact(|tx| Ok(tx.forget_session(&self.session)?)) {
+            tracing::warn!(error = %e, "clearing this session's markers failed; the next mount will");
         }
         if let Err(e) = self.meta.lock().sync() {
             tracing::warn!(error = %e, "metadata sync at unmount failed");
