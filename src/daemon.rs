@@ -21,7 +21,7 @@ use fuser::{Config, MountOption, SessionACL};
 use nix::sys::signal::{SigSet, Signal};
 use nix::unistd::{ForkResult, Pid};
 
-use crate::catalog::{KeyStatus, Principal};
+use crate::catalog::{Catalog, KeyStatus, Principal};
 use crate::error::{Context, Error, Result};
 use crate::fs::{Stop, TenantFs};
 use crate::fuse::{FuseFs, Shared};
@@ -257,21 +257,30 @@ struct Watch {
 
 impl Watch {
     fn run(self) {
+        let mut catalog = None;
         loop {
             std::thread::sleep(RECHECK);
-            if let Some(why) = self.check() {
+            if let Some(why) = self.check(&mut catalog) {
                 self.stop(why);
             }
         }
     }
 
-    fn check(&self) -> Option<Stop> {
+    /// One catalog connection for the life of the mount; reopened only after an error.
+    fn check(&self, catalog: &mut Option<Catalog>) -> Option<Stop> {
         if self.expires_at.is_some_and(|e| e <= now_secs()) {
             return Some(Stop::Expired);
         }
-        let status = Store::open(&self.store)
-            .and_then(|s| s.catalog())
-            .and_then(|c| c.key_status(&self.key_id));
+        if catalog.is_none() {
+            *catalog = Store::open(&self.store).and_then(|s| s.catalog()).ok();
+        }
+        let status = match catalog.as_ref() {
+            Some(c) => c.key_status(&self.key_id),
+            None => Err(Error::Usage("the catalog cannot be opened".into())),
+        };
+        if status.is_err() {
+            *catalog = None;
+        }
         match status {
             Ok(KeyStatus::Live) => None,
             Ok(KeyStatus::Revoked) => Some(Stop::Revoked),

@@ -475,20 +475,20 @@ impl Filesystem for FuseFs {
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
         let ino = ino!(self, ino, reply);
-        answer!("opendir", reply, self.core().opendir(ino), |()| reply
-            .opened(FileHandle(0), FopenFlags::empty()))
+        answer!("opendir", reply, self.core().opendir(ino), |fh| reply
+            .opened(FileHandle(fh), FopenFlags::empty()))
     }
 
     fn readdir(
         &self,
         _req: &Request,
         ino: INodeNo,
-        _fh: FileHandle,
+        fh: FileHandle,
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
         let ino = ino!(self, ino, reply);
-        match self.core().readdir(ino, offset, 256, false) {
+        match self.core().readdir(fh.0, ino, offset, 256, false) {
             Ok(entries) => {
                 for e in entries {
                     let name = OsStr::from_bytes(&e.name);
@@ -511,12 +511,12 @@ impl Filesystem for FuseFs {
         &self,
         _req: &Request,
         ino: INodeNo,
-        _fh: FileHandle,
+        fh: FileHandle,
         offset: u64,
         mut reply: ReplyDirectoryPlus,
     ) {
         let ino = ino!(self, ino, reply);
-        let entries = match self.core().readdir(ino, offset, 64, true) {
+        let entries = match self.core().readdir(fh.0, ino, offset, 64, true) {
             Ok(entries) => entries,
             Err(e) => return reply.error(fail("readdirplus", e)),
         };
@@ -541,6 +541,18 @@ impl Filesystem for FuseFs {
                 self.shared.remember(e.ino);
             }
         }
+        reply.ok();
+    }
+
+    fn releasedir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        reply: ReplyEmpty,
+    ) {
+        self.core().releasedir(fh.0);
         reply.ok();
     }
 

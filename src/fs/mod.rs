@@ -96,6 +96,8 @@ pub struct TenantFs {
     reaped: Mutex<Vec<Ino>>,
     /// Inodes with a `writers` row for this session.
     marked: Mutex<HashSet<Ino>>,
+    /// Open directory streams and their snapshots.
+    dirs: Mutex<HashMap<u64, Arc<Vec<DirEntry>>>>,
 }
 
 fn check_name(name: &[u8]) -> FsResult<()> {
@@ -141,6 +143,7 @@ impl TenantFs {
             next_fh: AtomicU64::new(1),
             reaped: Mutex::new(Vec::new()),
             marked: Mutex::new(HashSet::new()),
+            dirs: Mutex::new(HashMap::new()),
         }
     }
 
@@ -1009,62 +1012,88 @@ impl TenantFs {
 
     // ---- directories ----------------------------------------------------------------------
 
-    pub fn opendir(&self, ino: Ino) -> FsResult<()> {
+    /// Opens a directory stream; its listing is taken at the first read from offset 0.
+    pub fn opendir(&self, ino: Ino) -> FsResult<u64> {
         self.live()?;
         require_dir(&self.meta.lock().read(), ino)?;
-        Ok(())
+        let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
+        self.dirs.lock().insert(fh, Arc::new(Vec::new()));
+        Ok(fh)
     }
 
-    /// Entries after `offset`, "." and ".." first (cookies 1 and 2), at most `limit`.
+    pub fn releasedir(&self, fh: u64) {
+        self.dirs.lock().remove(&fh);
+    }
+
+    /// Entries after `offset`, at most `limit`: "." and ".." (cookies 1 and 2), then the
+    /// directory's entries in name order. Reading from offset 0 takes a fresh snapshot, so a
+    /// stream never repeats or skips a name while others change the directory (rewinddir
+    /// sees the changes).
     pub fn readdir(
         &self,
+        fh: u64,
         ino: Ino,
         offset: u64,
         limit: usize,
         plus: bool,
     ) -> FsResult<Vec<DirEntry>> {
         self.live()?;
-        let mut out = Vec::new();
-        let meta = self.meta.lock();
-        let tx = meta.read();
-        let Some(dir) = tx.inode(ino)? else {
-            // Removed while open: an empty stream, as POSIX asks.
-            return Ok(out);
-        };
-        if dir.kind != Kind::Dir {
-            return Err(FsError::NotDir);
-        }
-        if offset < 1 {
-            out.push(DirEntry {
-                cookie: 1,
-                ino,
-                kind: Kind::Dir,
-                name: b".".to_vec(),
-                attr: None,
-            });
-        }
-        if offset < 2 {
+        let snapshot = if offset == 0 {
+            let meta = self.meta.lock();
+            let tx = meta.read();
+            let Some(dir) = tx.inode(ino)? else {
+                // Removed while open: an empty stream, as POSIX asks.
+                return Ok(Vec::new());
+            };
+            if dir.kind != Kind::Dir {
+                return Err(FsError::NotDir);
+            }
             let parent = if ino == self.root {
                 ino
             } else {
                 tx.dir_parent(ino)?.unwrap_or(ino)
             };
-            out.push(DirEntry {
-                cookie: 2,
-                ino: parent,
-                kind: Kind::Dir,
-                name: b"..".to_vec(),
-                attr: None,
-            });
-        }
-        let after = offset.saturating_sub(2) as i64;
-        let want = limit.saturating_sub(out.len()).max(1);
-        for mut e in tx.list(ino, after, want, plus)? {
-            e.cookie += 2;
-            out.push(e);
-        }
-        drop(meta);
+            let mut all = Vec::new();
+            for (name, ino) in [(&b"."[..], ino), (&b".."[..], parent)] {
+                all.push(DirEntry {
+                    cookie: 0,
+                    ino,
+                    kind: Kind::Dir,
+                    name: name.to_vec(),
+                    attr: None,
+                });
+            }
+            all.extend(tx.list(ino)?);
+            for (i, e) in all.iter_mut().enumerate() {
+                e.cookie = i as u64 + 1;
+            }
+            let all = Arc::new(all);
+            self.dirs.lock().insert(fh, all.clone());
+            all
+        } else {
+            self.dirs
+                .lock()
+                .get(&fh)
+                .cloned()
+                .ok_or(FsError::BadHandle)?
+        };
+        let start = usize::try_from(offset)
+            .unwrap_or(usize::MAX)
+            .min(snapshot.len());
+        let mut out: Vec<DirEntry> = snapshot[start..]
+            .iter()
+            .take(limit.max(1))
+            .cloned()
+            .collect();
         if plus {
+            let meta = self.meta.lock();
+            let tx = meta.read();
+            for e in out.iter_mut().filter(|e| e.name != b"." && e.name != b"..") {
+                e.attr = tx.inode(e.ino)?;
+            }
+            drop(meta);
+            // An entry removed since the snapshot is skipped rather than shown without attributes.
+            out.retain(|e| e.attr.is_some() || e.name == b"." || e.name == b"..");
             for e in &mut out {
                 if let Some(a) = e.attr.take() {
                     e.attr = Some(self.overlay(a));

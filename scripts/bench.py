@@ -1,0 +1,229 @@
+#!/usr/bin/env python3
+"""Runs one workload set against several directories, rounds interleaved, and prints medians
+and ratios. Called by scripts/bench.sh, which sets up the targets."""
+
+import argparse
+import json
+import os
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tarfile
+import time
+
+FILES = int(os.environ.get("BENCH_FILES", "5000"))
+SEQ_MB = int(os.environ.get("BENCH_SEQ_MB", "512"))
+FIO_SECS = int(os.environ.get("BENCH_FIO_SECS", "5"))
+FIO_MB = int(os.environ.get("BENCH_FIO_MB", "256"))
+
+
+def drop_caches():
+    os.sync()
+    try:
+        with open("/proc/sys/vm/drop_caches", "w") as f:
+            f.write("3\n")
+    except OSError:
+        pass
+
+
+def timed(fn):
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
+
+
+def seq_write(d):
+    buf = b"\xa5" * (1 << 20)
+    path = os.path.join(d, "seq.bin")
+
+    def run():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        for _ in range(SEQ_MB):
+            os.write(fd, buf)
+        os.fsync(fd)
+        os.close(fd)
+
+    return timed(run)
+
+
+def seq_read(d):
+    path = os.path.join(d, "seq.bin")
+    drop_caches()
+
+    def run():
+        fd = os.open(path, os.O_RDONLY)
+        while os.read(fd, 1 << 20):
+            pass
+        os.close(fd)
+
+    t = timed(run)
+    os.unlink(path)
+    return t
+
+
+def names(d):
+    return [os.path.join(d, "many", f"f{i:05d}") for i in range(FILES)]
+
+
+def create(d):
+    os.mkdir(os.path.join(d, "many"))
+
+    def run():
+        for p in names(d):
+            os.close(os.open(p, os.O_WRONLY | os.O_CREAT, 0o644))
+
+    return timed(run)
+
+
+def stat_cold(d):
+    drop_caches()
+    return timed(lambda: [os.stat(p) for p in names(d)])
+
+
+def stat_warm(d):
+    return timed(lambda: [os.stat(p) for p in names(d)])
+
+
+def ls_l(d):
+    return timed(lambda: subprocess.run(["ls", "-l", os.path.join(d, "many")], stdout=subprocess.DEVNULL, check=True))
+
+
+def unlink(d):
+    def run():
+        for p in names(d):
+            os.unlink(p)
+        os.rmdir(os.path.join(d, "many"))
+
+    return timed(run)
+
+
+def untar(d, tarball):
+    dest = os.path.join(d, "tree")
+    os.mkdir(dest)
+    return timed(lambda: subprocess.run(["tar", "-xf", tarball, "-C", dest], check=True))
+
+
+def grep_r(d):
+    dest = os.path.join(d, "tree")
+    t = timed(lambda: subprocess.run(["grep", "-r", "-c", "needle-not-there", dest], stdout=subprocess.DEVNULL))
+    shutil.rmtree(dest)
+    return t
+
+
+def fio(d, rw, jobs):
+    out = subprocess.run(
+        ["fio", "--name=b", f"--directory={d}", f"--rw={rw}", "--bs=4k", f"--size={FIO_MB}M",
+         f"--numjobs={jobs}", "--ioengine=psync", "--time_based", f"--runtime={FIO_SECS}",
+         "--group_reporting", "--output-format=json"],
+        check=True, capture_output=True, text=True,
+    )
+    job = json.loads(out.stdout)["jobs"][0]
+    side = "read" if "read" in rw else "write"
+    return job[side]["iops"]
+
+
+def fio_cleanup(d):
+    for n in os.listdir(d):
+        if n.startswith("b."):
+            os.unlink(os.path.join(d, n))
+
+
+def make_tarball(path):
+    """About 2,400 small source-like files in nested folders, made once, reproducibly."""
+    rng = random.Random(42)
+    src = path + ".src"
+    words = ["alpha", "beta", "fn", "let", "return", "struct", "impl", "match", "tenant", "inode"]
+    for i in range(2438):
+        sub = os.path.join(src, f"pkg{i % 40:02d}", f"mod{i % 7}")
+        os.makedirs(sub, exist_ok=True)
+        size = rng.choice([200, 800, 2000, 4000, 9000, 16000])
+        text = " ".join(rng.choice(words) for _ in range(size // 6))
+        with open(os.path.join(sub, f"file{i}.rs"), "w") as f:
+            f.write(text[:size] + "\n")
+    with tarfile.open(path, "w") as t:
+        t.add(src, arcname="src")
+    shutil.rmtree(src)
+
+
+# (name, kind, runner): kind "time" is seconds (lower is better), "iops" is higher-better.
+def workloads(tarball):
+    return [
+        ("seq write 512 MiB" if SEQ_MB == 512 else f"seq write {SEQ_MB} MiB", "time", seq_write),
+        ("seq read 512 MiB" if SEQ_MB == 512 else f"seq read {SEQ_MB} MiB", "time", seq_read),
+        (f"create {FILES} files", "time", create),
+        (f"stat {FILES} files, cold", "time", stat_cold),
+        (f"stat {FILES} files, warm", "time", stat_warm),
+        (f"ls -l of {FILES}", "time", ls_l),
+        (f"unlink {FILES}", "time", unlink),
+        ("untar 2,438 files", "time", lambda d: untar(d, tarball)),
+        ("grep -r over them", "time", grep_r),
+        ("fio 4k randwrite, 1 job", "iops", lambda d: fio(d, "randwrite", 1)),
+        ("fio 4k randread, 4 jobs", "iops", lambda d: (fio(d, "randread", 4), fio_cleanup(d))[0]),
+    ]
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--target", action="append", required=True, help="NAME=DIR; the first is the baseline")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--work", required=True, help="a scratch directory on the native disk")
+    ap.add_argument("--json", help="also write the results here")
+    args = ap.parse_args()
+    targets = [t.split("=", 1) for t in args.target]
+    tarball = os.path.join(args.work, "tree.tar")
+    if not os.path.exists(tarball):
+        make_tarball(tarball)
+    wl = workloads(tarball)
+    results = {name: {t: [] for t, _ in targets} for name, _, _ in wl}
+    for r in range(args.rounds):
+        order = targets if r % 2 == 0 else list(reversed(targets))
+        for tname, tdir in order:
+            scratch = os.path.join(tdir, f"bench-{r}")
+            os.mkdir(scratch)
+            for name, _, fn in wl:
+                results[name][tname].append(fn(scratch))
+            shutil.rmtree(scratch)
+            print(f"round {r + 1}/{args.rounds}: {tname} done", file=sys.stderr, flush=True)
+
+    base = targets[0][0]
+    names = [t for t, _ in targets]
+    header = ["workload"] + [f"{n}" for n in names] + [f"{n}/{base}" for n in names[1:]]
+    if len(names) >= 3:
+        header.append(f"{names[-1]}/{names[-2]}")
+    rows = []
+    ratios = {k: [] for k in header[1 + len(names):]}
+    for name, kind, _ in wl:
+        med = {t: statistics.median(results[name][t]) for t in names}
+        # Ratios are "times as fast as": >1 means faster.
+        def ratio(a, b):
+            if kind == "time":
+                return med[b] / med[a] if med[a] > 0 else float("inf")
+            return med[a] / med[b] if med[b] > 0 else float("inf")
+        cells = [name] + [f"{med[t]:.3f}s" if kind == "time" else f"{med[t]:.0f} iops" for t in names]
+        for n in names[1:]:
+            v = ratio(n, base)
+            ratios[f"{n}/{base}"].append(v)
+            cells.append(f"{v:.2f}")
+        if len(names) >= 3:
+            v = ratio(names[-1], names[-2])
+            ratios[f"{names[-1]}/{names[-2]}"].append(v)
+            cells.append(f"{v:.2f}")
+        rows.append(cells)
+    geo = ["geometric mean"] + [""] * len(names) + [f"{statistics.geometric_mean(v):.2f}" for v in ratios.values()]
+    rows.append(geo)
+    widths = [max(len(str(r[i])) for r in [header] + rows) for i in range(len(header))]
+    fmt = lambda r: "| " + " | ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w) for i, (c, w) in enumerate(zip(r, widths))) + " |"
+    print(f"\n{args.rounds} rounds, interleaved; medians; ratios are speed relative to the named target (>1 is faster)\n")
+    print(fmt(header))
+    print("|" + "|".join("-" * (w + 2) if i == 0 else "-" * (w + 1) + ":" for i, w in enumerate(widths)) + "|")
+    for r in rows:
+        print(fmt(r))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"raw": results, "table": [header] + rows}, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
