@@ -1230,3 +1230,6 @@ impl TenantFs {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
