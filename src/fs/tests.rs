@@ -200,6 +200,7 @@ fn hard_links_share_content_and_count() {
     ));
     fs.unlink(ROOT_INO, b"a").unwrap();
     assert_eq!(fs.lookup(d, b"b").unwrap().nlink, 1);
+    assert_eq!(names(&fs, d), [".", "..", "b"]);
     assert_eq!(read_all(&fs, ino), b"x");
     fs.unlink(d, b"b").unwrap();
     assert_eq!(f.objects(), 0);
