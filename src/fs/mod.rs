@@ -19,8 +19,8 @@ pub mod types;
 
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock, mpsc};
 
 use parking_lot::{Mutex, RwLock};
 
@@ -45,7 +45,8 @@ pub enum Stop {
 /// The live state of a regular file opened through this core.
 struct OpenObject {
     ino: Ino,
-    data: Option<Box<dyn Object>>,
+    /// Made at the first change, so creating an empty file costs no object.
+    data: OnceLock<Box<dyn Object>>,
     st: Mutex<FileState>,
     /// Unlinked while open: delete at last release. Atomic so unlink can set it while
     /// holding `meta` without taking `st` (lock order).
@@ -93,7 +94,9 @@ pub struct TenantFs {
     handles: RwLock<HashMap<u64, Handle>>,
     next_fh: AtomicU64,
     /// Objects deleted whose `gc` rows the next transaction removes.
-    reaped: Mutex<Vec<Ino>>,
+    reaped: Arc<Mutex<Vec<Ino>>>,
+    /// Deletes objects off the request path; the `gc` rows make that crash-safe.
+    reaper: Reaper,
     /// Inodes with a `writers` row for this session.
     marked: Mutex<HashSet<Ino>>,
     /// Open directory streams and their snapshots.
@@ -131,6 +134,8 @@ impl TenantFs {
         read_only: bool,
         session: String,
     ) -> TenantFs {
+        let reaped = Arc::new(Mutex::new(Vec::new()));
+        let reaper = Reaper::start(objects.clone(), reaped.clone());
         TenantFs {
             meta: Mutex::new(meta),
             objects,
@@ -141,7 +146,8 @@ impl TenantFs {
             open: Mutex::new(HashMap::new()),
             handles: RwLock::new(HashMap::new()),
             next_fh: AtomicU64::new(1),
-            reaped: Mutex::new(Vec::new()),
+            reaper,
+            reaped,
             marked: Mutex::new(HashSet::new()),
             dirs: Mutex::new(HashMap::new()),
         }
@@ -518,20 +524,20 @@ impl TenantFs {
         res
     }
 
-    /// Deletes the objects of inodes a committed transaction removed. Their `gc` rows go in
-    /// the next transaction; until then a crash only makes the next mount delete again.
+    /// Hands the objects of inodes a committed transaction removed to the reaper. Their `gc`
+    /// rows go in a later transaction; until then a crash only makes the next mount delete
+    /// them again.
     fn reap(&self, doomed: Vec<Ino>) {
+        let mut marked = self.marked.lock();
         for ino in doomed {
-            match self.objects.remove(ino) {
-                Ok(()) => {
-                    self.marked.lock().remove(&ino);
-                    self.reaped.lock().push(ino);
-                }
-                Err(e) => {
-                    tracing::warn!(ino, error = %e, "object delete failed; the next mount retries")
-                }
-            }
+            marked.remove(&ino);
+            self.reaper.send(ino);
         }
+    }
+
+    /// Waits until every queued object is deleted.
+    pub fn settle(&self) {
+        self.reaper.settle();
     }
 
     pub fn unlink(&self, parent: Ino, name: &[u8]) -> FsResult<()> {
@@ -740,7 +746,10 @@ impl TenantFs {
             Kind::Dir => return Err(FsError::IsDir),
             _ => return Err(FsError::Invalid),
         }
-        let data = self.objects.open(ino, !self.read_only)?;
+        let data = OnceLock::new();
+        if let Some(o) = self.objects.open(ino, false)? {
+            let _ = data.set(o);
+        }
         let obj = Arc::new(OpenObject {
             ino,
             data,
@@ -824,8 +833,17 @@ impl TenantFs {
         Ok(())
     }
 
-    fn data(obj: &OpenObject) -> FsResult<&dyn Object> {
-        obj.data.as_deref().ok_or(FsError::ReadOnly)
+    /// The object to change, made now if the file has none. The caller holds `st`, so two
+    /// writers cannot both make it.
+    fn data<'a>(&self, obj: &'a OpenObject) -> FsResult<&'a dyn Object> {
+        if obj.data.get().is_none() {
+            if self.read_only {
+                return Err(FsError::ReadOnly);
+            }
+            let made = self.objects.open(obj.ino, true)?.ok_or(FsError::Stale)?;
+            let _ = obj.data.set(made);
+        }
+        Ok(obj.data.get().expect("set above").as_ref())
     }
 
     fn resize(&self, obj: &OpenObject, size: u64, now: Nanos) -> FsResult<()> {
@@ -834,7 +852,7 @@ impl TenantFs {
         }
         let mut st = obj.st.lock();
         self.mark(obj)?;
-        Self::data(obj)?.set_len(size)?;
+        self.data(obj)?.set_len(size)?;
         st.size = size;
         st.mtime = now;
         st.ctime = now;
@@ -893,10 +911,9 @@ impl TenantFs {
             tx.mark_writer(a.ino, &self.session)?;
             Ok::<_, FsError>(a)
         })?;
-        let data = self.objects.open(a.ino, true)?;
         let obj = Arc::new(OpenObject {
             ino: a.ino,
-            data,
+            data: OnceLock::new(),
             st: Mutex::new(FileState {
                 size: 0,
                 db_size: 0,
@@ -926,7 +943,7 @@ impl TenantFs {
             st.size.saturating_sub(offset).min(u64::from(size)) as usize
         };
         let mut buf = vec![0u8; len];
-        if let (true, Some(data)) = (len > 0, &h.obj.data) {
+        if let (true, Some(data)) = (len > 0, h.obj.data.get()) {
             // Past the object's end reads as zeros, like a hole.
             data.read_at(&mut buf, offset)?;
         }
@@ -947,7 +964,7 @@ impl TenantFs {
             .filter(|&e| e <= i64::MAX as u64)
             .ok_or(FsError::FileTooLarge)?;
         self.mark(obj)?;
-        Self::data(obj)?.write_all_at(data, offset)?;
+        self.data(obj)?.write_all_at(data, offset)?;
         let now = now_nanos();
         st.size = st.size.max(end);
         st.mtime = now;
@@ -965,7 +982,7 @@ impl TenantFs {
     pub fn fsync(&self, fh: u64, datasync: bool) -> FsResult<()> {
         self.live()?;
         let h = self.handle(fh)?;
-        if let Some(data) = &h.obj.data {
+        if let Some(data) = h.obj.data.get() {
             data.sync_data()?;
         }
         let dirty = h.obj.st.lock().dirty;
@@ -997,7 +1014,7 @@ impl TenantFs {
         let obj = &h.obj;
         let mut st = obj.st.lock();
         self.mark(obj)?;
-        Self::data(obj)?.allocate(mode, offset, len)?;
+        self.data(obj)?.allocate(mode, offset, len)?;
         let now = now_nanos();
         if mode & libc::FALLOC_FL_KEEP_SIZE == 0 && end > st.size {
             st.size = end;
@@ -1216,6 +1233,7 @@ impl TenantFs {
 
     /// Writes back every open file; called when the mount ends.
     pub fn shutdown(&self) {
+        self.settle();
         let handles: Vec<u64> = self.handles.read().keys().copied().collect();
         for fh in handles {
             if let Err(e) = self.release(fh) {
@@ -1233,3 +1251,48 @@ impl TenantFs {
 
 #[cfg(test)]
 mod tests;
+
+/// A thread that deletes objects of removed inodes, so unlink does not wait for the disk.
+struct Reaper {
+    queue: Mutex<mpsc::Sender<Ino>>,
+    pending: Arc<AtomicUsize>,
+}
+
+impl Reaper {
+    fn start(objects: Arc<dyn ObjectStore>, reaped: Arc<Mutex<Vec<Ino>>>) -> Reaper {
+        let (queue, inbox) = mpsc::channel::<Ino>();
+        let pending = Arc::new(AtomicUsize::new(0));
+        let left = pending.clone();
+        std::thread::Builder::new()
+            .name("reaper".into())
+            .spawn(move || {
+                for ino in inbox {
+                    match objects.remove(ino) {
+                        Ok(()) => reaped.lock().push(ino),
+                        Err(e) => {
+                            tracing::warn!(ino, error = %e, "object delete failed; the next mount retries")
+                        }
+                    }
+                    left.fetch_sub(1, Ordering::SeqCst);
+                }
+            })
+            .expect("the reaper thread starts");
+        Reaper {
+            queue: Mutex::new(queue),
+            pending,
+        }
+    }
+
+    fn send(&self, ino: Ino) {
+        self.pending.fetch_add(1, Ordering::SeqCst);
+        if self.queue.lock().send(ino).is_err() {
+            self.pending.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+
+    fn settle(&self) {
+        while self.pending.load(Ordering::SeqCst) > 0 {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+    }
+}

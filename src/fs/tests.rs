@@ -44,7 +44,9 @@ impl Fixture {
         self.store.open_meta(&self.tenant).unwrap()
     }
 
-    fn objects(&self) -> usize {
+    /// Objects on disk, once `fs`'s reaper has caught up.
+    fn objects(&self, fs: &TenantFs) -> usize {
+        fs.settle();
         LocalObjects::new(self.store.tenant_dir(&self.tenant).join("objects"))
             .all()
             .unwrap()
@@ -174,9 +176,9 @@ fn unlinked_open_file_is_reclaimed_at_last_release() {
     fs.write(fh1, 4, b"+more").unwrap();
     assert_eq!(fs.read(fh2, 0, 100).unwrap(), b"data+more");
     fs.release(fh1).unwrap();
-    assert_eq!(f.objects(), 1, "still open once");
+    assert_eq!(f.objects(&fs), 1, "still open once");
     fs.release(fh2).unwrap();
-    assert_eq!(f.objects(), 0);
+    assert_eq!(f.objects(&fs), 0);
     assert!(f.meta().read().inode(ino).unwrap().is_none());
     assert_eq!(f.meta().read().usage().unwrap(), (0, 1));
     assert!(
@@ -203,7 +205,7 @@ fn hard_links_share_content_and_count() {
     assert_eq!(names(&fs, d), [".", "..", "b"]);
     assert_eq!(read_all(&fs, ino), b"x");
     fs.unlink(d, b"b").unwrap();
-    assert_eq!(f.objects(), 0);
+    assert_eq!(f.objects(&fs), 0);
 }
 
 #[test]
@@ -423,7 +425,7 @@ fn recovery_after_a_crash_restores_sizes_and_reclaims_orphans() {
     assert_eq!(fs.getattr(a.ino).unwrap().size, 10_000);
     assert_eq!(read_all(&fs, kept), b"abcdefg");
     assert!(fs.getattr(orphan).is_err());
-    assert_eq!(f.objects(), 2);
+    assert_eq!(f.objects(&fs), 2);
     assert_eq!(f.meta().read().usage().unwrap(), (10_007, 3));
     assert!(
         f.meta()
@@ -446,9 +448,9 @@ fn a_live_sessions_state_is_left_alone() {
     // A second mount of the same tenant starts while the first still holds the orphan.
     let (_b, _sb) = f.core(false);
     assert_eq!(a.read(fh, 0, 10).unwrap(), b"x");
-    assert_eq!(f.objects(), 1);
+    assert_eq!(f.objects(&a), 1);
     a.release(fh).unwrap();
-    assert_eq!(f.objects(), 0);
+    assert_eq!(f.objects(&a), 0);
 }
 
 #[test]
