@@ -45,9 +45,23 @@ fn two_tenants_side_by_side_see_disjoint_trees() {
     assert!(used_b < 1 << 20, "beta's df shows {used_b} bytes used");
     let sa = nix::sys::statvfs::statvfs(&a.path).unwrap();
     assert!((sa.blocks() - sa.blocks_free()) * sa.fragment_size() >= 3 << 20);
-    // Physical isolation: each tenant's data sits in its own folder.
-    assert!(env.store.join("tenants/acme/meta.db").is_file());
-    assert!(env.store.join("tenants/beta/meta.db").is_file());
+    // Physical isolation: each daemon holds open only its own tenant's files.
+    for (m, own, other) in [
+        (&a, "tenants/acme/", "tenants/beta"),
+        (&b, "tenants/beta/", "tenants/acme"),
+    ] {
+        let held: Vec<String> = fs::read_dir(format!("/proc/{}/fd", m.pid))
+            .unwrap()
+            .filter_map(|e| fs::read_link(e.unwrap().path()).ok())
+            .map(|p| p.to_string_lossy().into_owned())
+            .filter(|p| p.starts_with(env.store.to_str().unwrap()))
+            .collect();
+        assert!(held.iter().any(|p| p.contains(own)), "{held:?}");
+        assert!(
+            !held.iter().any(|p| p.contains(other)),
+            "{own} daemon holds {held:?}"
+        );
+    }
 }
 
 #[test]
@@ -220,8 +234,22 @@ fn everything_persists_across_umount_and_mount() {
     fs::set_permissions(m.p("hard"), fs::Permissions::from_mode(0o640)).unwrap();
     sh(&m.path, "setfattr -n user.tag -v kept hard");
     let before = sh(&m.path, "find . -printf '%p %y %s %m %n %T@\\n' | sort");
-    m.umount();
+    let out = m.umount();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(!m.is_mounted());
+    let state = fs::read_to_string(format!("/proc/{}/stat", m.pid)).unwrap_or_default();
+    let state = state
+        .rsplit_once(") ")
+        .map(|(_, r)| r.chars().next().unwrap())
+        .unwrap_or('X');
+    assert!(
+        state == 'Z' || state == 'X',
+        "umount returned before the daemon exited ({state})"
+    );
     let m = env.mount("m", &key, &[]);
     let after = sh(&m.path, "find . -printf '%p %y %s %m %n %T@\\n' | sort");
     assert_eq!(before, after);
