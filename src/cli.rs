@@ -49,7 +49,12 @@ enum Command {
     /// TENANTFS_KEY, or stdin; never from the command line.
     Mount(MountArgs),
     /// Unmount a tenantfs mount and wait for its daemon to exit.
-    Umount { mountpoint: PathBuf },
+    Umount {
+        mountpoint: PathBuf,
+        /// Detach now even if files are still open there; the daemon exits when they close.
+        #[arg(long)]
+        lazy: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -182,7 +187,7 @@ fn dispatch(cli: Cli) -> Result<()> {
                 },
             )
         }
-        Command::Umount { mountpoint } => daemon::umount(&mountpoint),
+        Command::Umount { mountpoint, lazy } => daemon::umount(&mountpoint, lazy),
     }
 }
 
@@ -327,8 +332,21 @@ fn key(store: &Store, cmd: KeyCmd) -> Result<()> {
 }
 
 /// The key from --key-file, else TENANTFS_KEY, else stdin.
+/// A key file other users can read leaks the key; say so, but still mount.
+fn warn_if_shared(path: &std::path::Path) {
+    use std::os::unix::fs::MetadataExt;
+    if std::fs::metadata(path).is_ok_and(|m| m.mode() & 0o077 != 0) {
+        eprintln!(
+            "warning: key file {} is readable by other users; `chmod 600 {}` keeps the key yours",
+            path.display(),
+            path.display()
+        );
+    }
+}
+
 fn read_key(file: Option<&std::path::Path>) -> Result<String> {
     let raw = if let Some(path) = file {
+        warn_if_shared(path);
         std::fs::read_to_string(path)
             .context(|| format!("cannot read key file {}", path.display()))?
     } else if let Ok(k) = std::env::var("TENANTFS_KEY") {

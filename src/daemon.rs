@@ -426,8 +426,9 @@ fn unmount(path: &Path, lazy: bool) -> std::io::Result<()> {
     }
 }
 
-/// Unmounts a tenantfs mount and waits for its daemon to exit.
-pub fn umount(path: &Path) -> Result<()> {
+/// Unmounts a tenantfs mount and waits for its daemon to exit. A lazy unmount detaches at
+/// once and does not wait: the daemon exits when the last open file there closes.
+pub fn umount(path: &Path, lazy: bool) -> Result<()> {
     let abs = absolute(path)?;
     match mounted_at(&abs) {
         Some(m) if m.is_tenantfs() => {}
@@ -442,14 +443,17 @@ pub fn umount(path: &Path) -> Result<()> {
         None => return Err(Error::Usage(format!("{} is not mounted", abs.display()))),
     }
     let pid = PidFile::read(&abs);
-    unmount(&abs, false).map_err(|e| match e.raw_os_error() {
+    unmount(&abs, lazy).map_err(|e| match e.raw_os_error() {
         Some(libc::EBUSY) => Error::Usage(format!(
-            "{} is busy: a process has files or its working directory there; close them (`fuser -vm {}` lists them) and retry",
+            "{} is busy: a process has files or its working directory there; close them (`fuser -vm {}` lists them) and retry, or detach it now with `tenantfs umount --lazy`",
             abs.display(),
             abs.display()
         )),
         _ => Error::Io { what: format!("cannot unmount {}", abs.display()), source: e },
     })?;
+    if lazy {
+        return Ok(());
+    }
     if let Some(pid) = pid {
         let deadline = Instant::now() + Duration::from_secs(15);
         while process_alive(pid) && Instant::now() < deadline {

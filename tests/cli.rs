@@ -304,6 +304,33 @@ fn the_key_is_read_from_env_and_stdin() {
 }
 
 #[test]
+fn a_key_file_readable_by_others_gets_a_warning() {
+    let env = Env::new();
+    env.tenant("acme");
+    let (file, _) = env.key("acme", "user:alice", &[]);
+    let mp = env.mountpoint("m");
+    std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let out = env.run(&[
+        "mount",
+        mp.to_str().unwrap(),
+        "--key-file",
+        file.to_str().unwrap(),
+    ]);
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("warning"));
+    env.ok(&["umount", mp.to_str().unwrap()]);
+    std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    let out = env.run(&[
+        "mount",
+        mp.to_str().unwrap(),
+        "--key-file",
+        file.to_str().unwrap(),
+    ]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("readable by other users"));
+    env.ok(&["umount", mp.to_str().unwrap()]);
+}
+
+#[test]
 fn umount_refuses_what_is_not_a_tenantfs_mount() {
     let env = Env::new();
     let mp = env.mountpoint("plain");

@@ -438,3 +438,62 @@ fn unknown_inode_numbers_are_stale_not_served() {
     drop(f);
     assert!(fs::read(&via_proc).is_err());
 }
+
+#[test]
+fn nothing_crosses_between_tenant_mounts() {
+    let env = Env::new();
+    let a = env.mounted_tenant("acme", "a");
+    let b = env.mounted_tenant("beta", "b");
+    fs::write(a.p("f"), b"acme").unwrap();
+    assert_eq!(
+        errno_of(fs::rename(a.p("f"), b.p("f")).unwrap_err()),
+        libc::EXDEV
+    );
+    assert_eq!(
+        errno_of(fs::hard_link(a.p("f"), b.p("f")).unwrap_err()),
+        libc::EXDEV
+    );
+    let e = nix::fcntl::renameat2(
+        nix::fcntl::AT_FDCWD,
+        &a.p("f"),
+        nix::fcntl::AT_FDCWD,
+        &b.p("f"),
+        nix::fcntl::RenameFlags::RENAME_EXCHANGE,
+    );
+    assert_eq!(e.unwrap_err(), nix::errno::Errno::EXDEV);
+    // `mv` falls back to copy-and-delete, which is the user's own read and write.
+    sh(
+        env.dir.path(),
+        &format!("mv {} {}", a.p("f").display(), b.p("moved").display()),
+    );
+    assert_eq!(fs::read(b.p("moved")).unwrap(), b"acme");
+    assert!(!a.p("f").exists());
+}
+
+#[test]
+fn umount_of_a_busy_mount_explains_and_lazy_detaches() {
+    let env = Env::new();
+    let m = env.mounted_tenant("acme", "m");
+    fs::write(m.p("f"), b"x").unwrap();
+    let held = File::open(m.p("f")).unwrap();
+    let out = m.umount();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("busy") && err.contains("--lazy"), "{err}");
+    let out = env.run(&["umount", "--lazy", m.path.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!m.is_mounted());
+    let mut s = String::new();
+    (&held).read_to_string(&mut s).unwrap();
+    assert_eq!(s, "x", "open files keep working after a lazy unmount");
+    drop(held);
+    let dead = wait_until(Duration::from_secs(5), || {
+        let st = fs::read_to_string(format!("/proc/{}/stat", m.pid)).unwrap_or_default();
+        st.is_empty() || st.contains(") Z")
+    });
+    assert!(dead.is_some(), "the daemon exits once the last file closes");
+}
