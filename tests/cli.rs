@@ -331,6 +331,47 @@ fn a_key_file_readable_by_others_gets_a_warning() {
 }
 
 #[test]
+fn mounting_records_last_use_and_threads_are_bounded() {
+    let env = Env::new();
+    env.tenant("acme");
+    let (file, id) = env.key("acme", "user:alice", &[]);
+    let key_row = || -> serde_json::Value {
+        let all: serde_json::Value =
+            serde_json::from_str(&env.ok(&["key", "list", "--json"])).unwrap();
+        all.as_array()
+            .unwrap()
+            .iter()
+            .find(|k| k["id"] == id.as_str())
+            .unwrap()
+            .clone()
+    };
+    assert!(key_row()["last_used_at"].is_null());
+    let mp = env.mountpoint("m");
+    for bad in ["0", "65", "many"] {
+        let err = env.fails(&[
+            "mount",
+            mp.to_str().unwrap(),
+            "--threads",
+            bad,
+            "--key-file",
+            file.to_str().unwrap(),
+        ]);
+        assert!(err.contains("--threads"), "{err}");
+    }
+    env.ok(&[
+        "mount",
+        mp.to_str().unwrap(),
+        "--threads",
+        "1",
+        "--key-file",
+        file.to_str().unwrap(),
+    ]);
+    std::fs::write(mp.join("one-thread"), b"ok").unwrap();
+    env.ok(&["umount", mp.to_str().unwrap()]);
+    assert!(key_row()["last_used_at"].is_string());
+}
+
+#[test]
 fn umount_refuses_what_is_not_a_tenantfs_mount() {
     let env = Env::new();
     let mp = env.mountpoint("plain");
