@@ -8,3 +8,4 @@ scripts/setup.sh
 cargo fmt --check
 cargo clippy --all-targets --locked -- -D warnings
 cargo test --locked -- --test-threads=4
+scripts/conformance.sh

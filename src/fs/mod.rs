@@ -441,7 +441,12 @@ impl TenantFs {
         self.writable()?;
         check_name(new_name)?;
         let a = self.transact(|tx| {
+            // The order of checks is Linux's: the new name first, then the source.
             let mut a = require(tx.inode(ino)?)?;
+            require_dir(tx, new_parent)?;
+            if tx.lookup(new_parent, new_name)?.is_some() {
+                return Err(FsError::Exists);
+            }
             if a.kind == Kind::Dir {
                 return Err(FsError::NotPermitted);
             }
@@ -450,10 +455,6 @@ impl TenantFs {
             }
             if a.nlink >= LINK_MAX {
                 return Err(FsError::TooManyLinks);
-            }
-            require_dir(tx, new_parent)?;
-            if tx.lookup(new_parent, new_name)?.is_some() {
-                return Err(FsError::Exists);
             }
             let now = now_nanos();
             tx.insert_entry(new_parent, new_name, ino, a.kind)?;
