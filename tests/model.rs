@@ -228,10 +228,10 @@ impl Model {
 
     fn parent_of(&self, dir: u64) -> u64 {
         for (&ino, n) in &self.inodes {
-            if let MKind::Dir(c) = &n.kind {
-                if c.values().any(|&v| v == dir) {
-                    return ino;
-                }
+            if let MKind::Dir(c) = &n.kind
+                && c.values().any(|&v| v == dir)
+            {
+                return ino;
             }
         }
         1
