@@ -48,6 +48,18 @@ enum Command {
     /// Mount a tenant's tree, as the key's subject. The key comes from --key-file,
     /// TENANTFS_KEY, or stdin; never from the command line.
     Mount(MountArgs),
+    /// Check tenants' stores against their invariants; exit 0 when clean, 1 when a problem
+    /// was found (and, with --repair, fixed).
+    Fsck {
+        /// Check one tenant (default: all).
+        #[arg(long)]
+        tenant: Option<TenantId>,
+        /// Fix what is found. Refused while the tenant is mounted.
+        #[arg(long)]
+        repair: bool,
+        #[arg(long)]
+        json: bool,
+    },
     /// Unmount a tenantfs mount and wait for its daemon to exit.
     Umount {
         mountpoint: PathBuf,
@@ -188,6 +200,11 @@ fn dispatch(cli: Cli) -> Result<()> {
             )
         }
         Command::Umount { mountpoint, lazy } => daemon::umount(&mountpoint, lazy),
+        Command::Fsck {
+            tenant,
+            repair,
+            json,
+        } => fsck(&Store::open(&store_path)?, tenant, repair, json),
     }
 }
 
@@ -332,6 +349,48 @@ fn key(store: &Store, cmd: KeyCmd) -> Result<()> {
 }
 
 /// The key from --key-file, else TENANTFS_KEY, else stdin.
+/// Exit 1 (through `Error::Findings`) when anything was found, repaired or not.
+fn fsck(store: &Store, tenant: Option<TenantId>, repair: bool, json: bool) -> Result<()> {
+    let tenants = match tenant {
+        Some(t) => {
+            store.catalog()?.tenant(&t)?;
+            vec![t]
+        }
+        None => store
+            .catalog()?
+            .tenants()?
+            .into_iter()
+            .map(|t| t.id.parse().map_err(Error::Usage))
+            .collect::<Result<_>>()?,
+    };
+    let reports = tenants
+        .iter()
+        .map(|t| crate::fsck::check(store, t, repair))
+        .collect::<Result<Vec<_>>>()?;
+    if json {
+        print_json(&reports)?;
+    } else {
+        for r in &reports {
+            if r.clean() {
+                println!("{}: clean ({} live mounts)", r.tenant, r.live_mounts);
+            }
+            for f in &r.findings {
+                let how = match (r.repaired, f.recoverable) {
+                    (true, _) => " [repaired]",
+                    (false, true) => " [the next mount recovers it]",
+                    (false, false) => "",
+                };
+                println!("{}: {}: {}{how}", r.tenant, f.kind, f.detail);
+            }
+        }
+    }
+    let found: usize = reports.iter().map(|r| r.findings.len()).sum();
+    if found > 0 {
+        return Err(Error::Findings(found));
+    }
+    Ok(())
+}
+
 /// A key file other users can read leaks the key; say so, but still mount.
 fn warn_if_shared(path: &std::path::Path) {
     use std::os::unix::fs::MetadataExt;

@@ -33,6 +33,8 @@ pub enum Error {
     TenantSuspended(String),
     #[error("{0}")]
     Usage(String),
+    #[error("fsck found {0} problem(s)")]
+    Findings(usize),
     #[error("{what}: {source}")]
     Io {
         what: String,

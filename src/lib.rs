@@ -10,6 +10,7 @@ pub mod cli;
 pub mod daemon;
 pub mod error;
 pub mod fs;
+pub mod fsck;
 pub mod fuse;
 pub mod ids;
 pub mod keys;

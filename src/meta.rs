@@ -80,6 +80,16 @@ pub struct Meta {
     wal: Option<File>,
 }
 
+/// An entry as stored: (parent, name, ino, kind code).
+pub type RawEntry = (Ino, Vec<u8>, Ino, i64);
+
+/// The two tables whose rows belong to a session.
+#[derive(Clone, Copy, Debug)]
+pub enum SessionTable {
+    Writers,
+    Orphans,
+}
+
 /// Fields of a new inode.
 pub struct NewInode<'a> {
     pub kind: Kind,
@@ -141,6 +151,18 @@ impl Meta {
     ) -> Result<T, E> {
         let tx =
             rusqlite::Transaction::new(&mut self.conn, rusqlite::TransactionBehavior::Immediate)?;
+        let out = f(&Tx { conn: &tx })?;
+        tx.commit()?;
+        Ok(out)
+    }
+
+    /// Several reads that see one committed state, as a checker needs.
+    pub fn snapshot<T>(
+        &mut self,
+        f: impl FnOnce(&Tx<'_>) -> rusqlite::Result<T>,
+    ) -> rusqlite::Result<T> {
+        let tx =
+            rusqlite::Transaction::new(&mut self.conn, rusqlite::TransactionBehavior::Deferred)?;
         let out = f(&Tx { conn: &tx })?;
         tx.commit()?;
         Ok(out)
@@ -517,6 +539,67 @@ impl Tx<'_> {
             .execute("DELETE FROM writers WHERE session = ?1", [session])?;
         self.conn
             .execute("DELETE FROM orphans WHERE session = ?1", [session])?;
+        Ok(())
+    }
+
+    /// Every inode with its recorded parent (meaningful for directories), for checks.
+    pub fn all_inodes(&self) -> rusqlite::Result<Vec<(Attr, Ino)>> {
+        self.conn
+            .prepare(&format!("SELECT {INODE_COLS}, parent FROM inodes"))?
+            .query_map([], |r| Ok((attr_from_row(r)?, r.get(12)?)))?
+            .collect()
+    }
+
+    /// Every entry, for checks.
+    pub fn all_entries(&self) -> rusqlite::Result<Vec<RawEntry>> {
+        self.conn
+            .prepare("SELECT parent, name, ino, kind FROM entries")?
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+            .collect()
+    }
+
+    /// (ino, session) of every `writers` or `orphans` row.
+    pub fn all_session_rows(&self, table: SessionTable) -> rusqlite::Result<Vec<(Ino, String)>> {
+        let sql = match table {
+            SessionTable::Writers => "SELECT ino, session FROM writers",
+            SessionTable::Orphans => "SELECT ino, session FROM orphans",
+        };
+        self.conn
+            .prepare(sql)?
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect()
+    }
+
+    pub fn set_entry_kind(&self, parent: Ino, name: &[u8], kind: Kind) -> rusqlite::Result<()> {
+        self.conn.execute(
+            "UPDATE entries SET kind = ?3 WHERE parent = ?1 AND name = ?2",
+            params![parent, name, kind.code()],
+        )?;
+        Ok(())
+    }
+
+    pub fn set_nlink(&self, ino: Ino, nlink: u32) -> rusqlite::Result<()> {
+        self.conn.execute(
+            "UPDATE inodes SET nlink = ?2 WHERE ino = ?1",
+            params![ino, nlink],
+        )?;
+        Ok(())
+    }
+
+    /// (bytes, inodes) as the inodes add up: file sizes and symlink targets, every inode.
+    pub fn computed_usage(&self) -> rusqlite::Result<(u64, u64)> {
+        self.conn.query_row(
+            "SELECT COALESCE(SUM(CASE WHEN kind IN (?1, ?2) THEN size ELSE 0 END), 0), COUNT(*) FROM inodes",
+            params![Kind::File.code(), Kind::Symlink.code()],
+            |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64)),
+        )
+    }
+
+    pub fn set_usage(&self, bytes: u64, inodes: u64) -> rusqlite::Result<()> {
+        self.conn.execute(
+            "UPDATE usage SET bytes = ?1, inodes = ?2 WHERE id = 1",
+            params![bytes as i64, inodes as i64],
+        )?;
         Ok(())
     }
 

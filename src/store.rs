@@ -210,6 +210,29 @@ impl Drop for Session {
     }
 }
 
+/// Ids of the sessions (mounts) of a tenant that are alive now.
+pub fn live_sessions(store: &Store, tenant: &TenantId) -> Vec<String> {
+    let dir = store.tenant_dir(tenant).join("sessions");
+    let Ok(rd) = fs::read_dir(&dir) else {
+        return Vec::new();
+    };
+    rd.flatten()
+        .filter_map(|e| {
+            e.file_name()
+                .to_str()
+                .and_then(|n| n.strip_suffix(".lock"))
+                .map(str::to_string)
+        })
+        .filter(|id| session_alive(&dir, id))
+        .collect()
+}
+
+/// Recovers what dead sessions left, as a mount does when it starts; `fsck --repair` uses it.
+pub fn recover_dead_sessions(store: &Store, tenant: &TenantId, meta: &mut Meta) -> Result<()> {
+    let dir = store.tenant_dir(tenant).join("sessions");
+    recover(store, tenant, &dir, "", meta)
+}
+
 fn session_alive(dir: &Path, id: &str) -> bool {
     let Ok(file) = File::open(dir.join(format!("{id}.lock"))) else {
         return false;

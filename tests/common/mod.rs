@@ -119,6 +119,12 @@ impl Env {
         }
     }
 
+    /// Mounts an existing tenant `acme` again with a fresh write key.
+    pub fn mounted_tenant_again(&self, name: &str) -> Mount {
+        let (key, _) = self.key("acme", "user:alice", &[]);
+        self.mount(name, &key, &[])
+    }
+
     /// A tenant with a write key for user:alice, mounted at `name`.
     pub fn mounted_tenant(&self, tenant: &str, name: &str) -> Mount {
         self.tenant(tenant);
