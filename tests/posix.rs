@@ -633,3 +633,24 @@ fn user_xattrs_round_trip_and_host_namespaces_are_closed() {
         "setfattr -n user.k -v v d && getfattr -n user.k --only-values d | grep -qx v",
     );
 }
+
+#[test]
+fn link_stops_at_link_max_with_emlink() {
+    // pjdfstest skips its LINK_MAX test on every FUSE filesystem (glibc's pathconf cannot
+    // know a FUSE filesystem's limit), so this one does the same check: 65000, as on ext4.
+    let env = Env::new();
+    let m = env.mounted_tenant("acme", "m");
+    fs::write(m.p("f"), b"").unwrap();
+    let ino = fs::metadata(m.p("f")).unwrap().ino();
+    let db = rusqlite::Connection::open(env.store.join("tenants/acme/meta.db")).unwrap();
+    db.execute("UPDATE inodes SET nlink = 64998 WHERE ino = ?1", [ino])
+        .unwrap();
+    fs::hard_link(m.p("f"), m.p("g")).unwrap();
+    assert_eq!(fs::metadata(m.p("g")).unwrap().nlink(), 64999);
+    fs::hard_link(m.p("f"), m.p("h")).unwrap();
+    assert_eq!(
+        errno_of(fs::hard_link(m.p("f"), m.p("i")).unwrap_err()),
+        libc::EMLINK
+    );
+    assert!(!m.p("i").exists());
+}
