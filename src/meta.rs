@@ -424,23 +424,17 @@ impl Tx<'_> {
             .collect()
     }
 
-    /// Deletes an inode row and its xattrs, and queues its object for deletion.
+    /// Deletes an inode row with everything keyed by it, and queues its object for deletion.
     pub fn delete_inode(&self, ino: Ino, size: u64) -> rusqlite::Result<()> {
-        self.conn
-            .prepare_cached("DELETE FROM inodes WHERE ino = ?1")?
-            .execute([ino])?;
-        self.conn
-            .prepare_cached("DELETE FROM xattrs WHERE ino = ?1")?
-            .execute([ino])?;
-        self.conn
-            .prepare_cached("DELETE FROM writers WHERE ino = ?1")?
-            .execute([ino])?;
-        self.conn
-            .prepare_cached("DELETE FROM orphans WHERE ino = ?1")?
-            .execute([ino])?;
-        self.conn
-            .prepare_cached("INSERT OR IGNORE INTO gc(ino) VALUES (?1)")?
-            .execute([ino])?;
+        for sql in [
+            "DELETE FROM inodes WHERE ino = ?1",
+            "DELETE FROM xattrs WHERE ino = ?1",
+            "DELETE FROM writers WHERE ino = ?1",
+            "DELETE FROM orphans WHERE ino = ?1",
+            "INSERT OR IGNORE INTO gc(ino) VALUES (?1)",
+        ] {
+            self.conn.prepare_cached(sql)?.execute([ino])?;
+        }
         self.add_usage(-(size as i64), -1)
     }
 
