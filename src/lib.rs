@@ -16,5 +16,6 @@ pub mod ids;
 pub mod keys;
 pub mod meta;
 pub mod objects;
+pub mod policy;
 pub mod store;
 pub mod time;
