@@ -4,7 +4,8 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use tenantfs::fs::{Ctx, TenantFs};
+use tenantfs::fs::{Ctx, MountSpec, TenantFs};
+use tenantfs::ids::Scope;
 use tenantfs::meta::Meta;
 use tenantfs::objects::LocalObjects;
 
@@ -15,9 +16,14 @@ fn main() {
         .unwrap_or(5000);
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("meta.db");
-    Meta::create(&db, 0, 0, 0).unwrap();
+    Meta::create(&db, 0, 0, 0, false).unwrap();
     let objects = Arc::new(LocalObjects::new(dir.path().join("objects")));
-    let fs = TenantFs::new(Meta::open(&db).unwrap(), objects, 1, false, "bench".into());
+    let spec = MountSpec {
+        subject: "user:bench".into(),
+        scope: Scope::Write,
+        ..MountSpec::admin()
+    };
+    let fs = TenantFs::new(Meta::open(&db).unwrap(), objects, spec, "bench".into()).unwrap();
     let ctx = Ctx::default();
     let names: Vec<Vec<u8>> = (0..n).map(|i| format!("f{i:06}").into_bytes()).collect();
     let time = |label: &str, f: &mut dyn FnMut(usize)| {

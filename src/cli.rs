@@ -78,6 +78,9 @@ enum TenantCmd {
         /// A display name.
         #[arg(long)]
         name: Option<String>,
+        /// Leave out the default `group:everyone:editor` entry on the root.
+        #[arg(long)]
+        private: bool,
     },
     /// List tenants.
     List {
@@ -210,12 +213,12 @@ fn dispatch(cli: Cli) -> Result<()> {
 
 fn tenant(store: &Store, cmd: TenantCmd) -> Result<()> {
     match cmd {
-        TenantCmd::Create { id, name } => {
+        TenantCmd::Create { id, name, private } => {
             let owner = (
                 nix::unistd::geteuid().as_raw(),
                 nix::unistd::getegid().as_raw(),
             );
-            store.create_tenant(&id, name.as_deref().unwrap_or(id.as_str()), owner)?;
+            store.create_tenant(&id, name.as_deref().unwrap_or(id.as_str()), owner, private)?;
             eprintln!("created tenant {id}");
             Ok(())
         }

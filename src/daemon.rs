@@ -23,7 +23,7 @@ use nix::unistd::{ForkResult, Pid};
 
 use crate::catalog::{Catalog, KeyStatus, Principal};
 use crate::error::{Context, Error, Result};
-use crate::fs::{Stop, TenantFs};
+use crate::fs::{MountSpec, Stop, TenantFs};
 use crate::fuse::{FuseFs, Shared};
 use crate::ids::Scope;
 use crate::store::{Session, Store};
@@ -172,13 +172,19 @@ fn serve_inner(
     let root = Store::resolve_root(&meta, &principal.root)?;
     let session = Session::start(store, &principal.tenant, &mut meta)?;
     let read_only = principal.scope == Scope::Read;
+    let spec = MountSpec {
+        root,
+        subject: principal.subject.clone(),
+        scope: principal.scope,
+        audit: Some(store.audit_log(&principal.tenant)),
+    };
     let core = TenantFs::new(
         meta,
         Arc::new(store.objects(&principal.tenant)),
-        root,
-        read_only,
+        spec,
         session.id.clone(),
-    );
+    )
+    .map_err(|e| Error::Usage(format!("cannot serve the tenant: {e}")))?;
     let shared = Shared::new(core);
 
     let mut options = vec![

@@ -5,6 +5,7 @@
 //! (file content). `store`, `catalog` and `keys` hold tenants and keys.
 #![deny(clippy::undocumented_unsafe_blocks)]
 
+pub mod audit;
 pub mod catalog;
 pub mod cli;
 pub mod daemon;

@@ -17,6 +17,7 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params};
 
 use crate::fs::types::{Attr, DirEntry, Ino, Kind, ROOT_INO};
+use crate::policy::{Entry, Groups, Rights};
 use crate::time::Nanos;
 
 const SCHEMA_VERSION: i64 = 1;
@@ -68,6 +69,18 @@ CREATE TABLE IF NOT EXISTS usage(
     inodes INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS info(key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS acl(
+    ino INTEGER NOT NULL,
+    subject TEXT NOT NULL,
+    rights INTEGER NOT NULL,
+    PRIMARY KEY(ino, subject)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS groups(
+    grp TEXT NOT NULL,
+    member TEXT NOT NULL,
+    PRIMARY KEY(grp, member)
+) WITHOUT ROWID;
+INSERT OR IGNORE INTO info(key, value) VALUES ('policy_version', 0);
 ";
 
 const INODE_COLS: &str =
@@ -103,8 +116,15 @@ pub struct NewInode<'a> {
 }
 
 impl Meta {
-    /// Creates a new tenant database with its root directory.
-    pub fn create(path: &Path, root_uid: u32, root_gid: u32, now: Nanos) -> rusqlite::Result<()> {
+    /// Creates a new tenant database with its root directory. Unless `private`, the root
+    /// carries `group:everyone:editor`, so a tenant works as a shared drive out of the box.
+    pub fn create(
+        path: &Path,
+        root_uid: u32,
+        root_gid: u32,
+        now: Nanos,
+        private: bool,
+    ) -> rusqlite::Result<()> {
         let conn = Connection::open(path)?;
         configure(&conn)?;
         conn.execute_batch(SCHEMA)?;
@@ -115,6 +135,12 @@ impl Meta {
             params![ROOT_INO, Kind::Dir.code(), 0o755, root_uid, root_gid, now],
         )?;
         tx.execute("INSERT INTO usage(id, bytes, inodes) VALUES (1, 0, 1)", [])?;
+        if !private {
+            tx.execute(
+                "INSERT INTO acl(ino, subject, rights) VALUES (?1, ?2, ?3)",
+                params![ROOT_INO, crate::policy::EVERYONE, Rights::RWX.bits()],
+            )?;
+        }
         tx.execute(
             "INSERT INTO info(key, value) VALUES ('schema_version', ?1)",
             [SCHEMA_VERSION],
@@ -128,6 +154,8 @@ impl Meta {
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )?;
         configure(&conn)?;
+        // Additive tables of newer builds appear in older stores.
+        conn.execute_batch(SCHEMA)?;
         let version: i64 = conn.query_row(
             "SELECT value FROM info WHERE key = 'schema_version'",
             [],
@@ -349,6 +377,14 @@ impl Tx<'_> {
             .map(Option::flatten)
     }
 
+    /// A name of `ino` in `parent`, for audit paths (scans the directory; not a hot path).
+    pub fn name_in(&self, parent: Ino, ino: Ino) -> rusqlite::Result<Option<Vec<u8>>> {
+        self.conn
+            .prepare_cached("SELECT name FROM entries WHERE parent = ?1 AND ino = ?2 LIMIT 1")?
+            .query_row(params![parent, ino], |r| r.get(0))
+            .optional()
+    }
+
     pub fn insert_entry(
         &self,
         parent: Ino,
@@ -431,6 +467,7 @@ impl Tx<'_> {
             "DELETE FROM xattrs WHERE ino = ?1",
             "DELETE FROM writers WHERE ino = ?1",
             "DELETE FROM orphans WHERE ino = ?1",
+            "DELETE FROM acl WHERE ino = ?1",
             "INSERT OR IGNORE INTO gc(ino) VALUES (?1)",
         ] {
             self.conn.prepare_cached(sql)?.execute([ino])?;
@@ -594,6 +631,80 @@ impl Tx<'_> {
             "UPDATE usage SET bytes = ?1, inodes = ?2 WHERE id = 1",
             params![bytes as i64, inodes as i64],
         )?;
+        Ok(())
+    }
+
+    /// Explicit ACL entries on one inode.
+    pub fn acl(&self, ino: Ino) -> rusqlite::Result<Vec<Entry>> {
+        self.conn
+            .prepare_cached("SELECT subject, rights FROM acl WHERE ino = ?1 ORDER BY subject")?
+            .query_map([ino], |r| {
+                Ok(Entry {
+                    subject: r.get(0)?,
+                    rights: Rights::from_bits(r.get(1)?),
+                })
+            })?
+            .collect()
+    }
+
+    pub fn set_acl(&self, ino: Ino, subject: &str, rights: Rights) -> rusqlite::Result<()> {
+        self.conn
+            .prepare_cached("INSERT OR REPLACE INTO acl(ino, subject, rights) VALUES (?1, ?2, ?3)")?
+            .execute(params![ino, subject, rights.bits()])?;
+        Ok(())
+    }
+
+    pub fn remove_acl(&self, ino: Ino, subject: &str) -> rusqlite::Result<bool> {
+        Ok(self
+            .conn
+            .prepare_cached("DELETE FROM acl WHERE ino = ?1 AND subject = ?2")?
+            .execute(params![ino, subject])?
+            > 0)
+    }
+
+    /// Every subject named in any entry, for listings of effective rights.
+    pub fn acl_subjects(&self) -> rusqlite::Result<Vec<String>> {
+        self.conn
+            .prepare("SELECT DISTINCT subject FROM acl ORDER BY subject")?
+            .query_map([], |r| r.get(0))?
+            .collect()
+    }
+
+    pub fn groups(&self) -> rusqlite::Result<Groups> {
+        let pairs: Vec<(String, String)> = self
+            .conn
+            .prepare_cached("SELECT grp, member FROM groups")?
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<rusqlite::Result<_>>()?;
+        Ok(Groups::from_pairs(pairs))
+    }
+
+    pub fn add_member(&self, group: &str, member: &str) -> rusqlite::Result<()> {
+        self.conn
+            .prepare_cached("INSERT OR IGNORE INTO groups(grp, member) VALUES (?1, ?2)")?
+            .execute(params![group, member])?;
+        Ok(())
+    }
+
+    pub fn remove_member(&self, group: &str, member: &str) -> rusqlite::Result<bool> {
+        Ok(self
+            .conn
+            .prepare_cached("DELETE FROM groups WHERE grp = ?1 AND member = ?2")?
+            .execute(params![group, member])?
+            > 0)
+    }
+
+    /// Counts changes to ACL entries and groups, so live mounts can tell their cache is stale.
+    pub fn policy_version(&self) -> rusqlite::Result<i64> {
+        self.conn
+            .prepare_cached("SELECT value FROM info WHERE key = 'policy_version'")?
+            .query_row([], |r| r.get(0))
+    }
+
+    pub fn bump_policy(&self) -> rusqlite::Result<()> {
+        self.conn
+            .prepare_cached("UPDATE info SET value = value + 1 WHERE key = 'policy_version'")?
+            .execute([])?;
         Ok(())
     }
 

@@ -98,13 +98,23 @@ impl Store {
         self.root.join("tenants").join(id.as_str())
     }
 
+    pub fn audit_log(&self, id: &TenantId) -> PathBuf {
+        self.tenant_dir(id).join("audit.log")
+    }
+
     pub fn logs_dir(&self) -> PathBuf {
         self.root.join("logs")
     }
 
     /// Builds the tenant's folder aside, moves it into place, then records it in the
     /// catalog, so a crash never leaves a catalog row without its folder.
-    pub fn create_tenant(&self, id: &TenantId, name: &str, owner: (u32, u32)) -> Result<()> {
+    pub fn create_tenant(
+        &self,
+        id: &TenantId,
+        name: &str,
+        owner: (u32, u32),
+        private: bool,
+    ) -> Result<()> {
         let catalog = self.catalog()?;
         if catalog.tenant_exists(id)? {
             return Err(Error::TenantExists(id.to_string()));
@@ -120,7 +130,13 @@ impl Store {
         }
         mkdir_private(&staging.join("objects"))?;
         mkdir_private(&staging.join("sessions"))?;
-        Meta::create(&staging.join("meta.db"), owner.0, owner.1, now_nanos())?;
+        Meta::create(
+            &staging.join("meta.db"),
+            owner.0,
+            owner.1,
+            now_nanos(),
+            private,
+        )?;
         fs::rename(&staging, &dir)
             .context(|| format!("cannot move {} into place", dir.display()))?;
         catalog.insert_tenant(id, name)

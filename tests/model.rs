@@ -17,7 +17,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use proptest::prelude::*;
-use tenantfs::fs::{Ctx, FsError, Ino, Kind, ROOT_INO, RenameFlags, SetAttr, TenantFs, XattrMode};
+use tenantfs::fs::{
+    Ctx, FsError, Ino, Kind, MountSpec, ROOT_INO, RenameFlags, SetAttr, TenantFs, XattrMode,
+};
 use tenantfs::meta::Meta;
 use tenantfs::objects::LocalObjects;
 
@@ -457,15 +459,15 @@ impl Core {
     fn new() -> Core {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("meta.db");
-        Meta::create(&db, 0, 0, 0).unwrap();
+        Meta::create(&db, 0, 0, 0, false).unwrap();
         let objects = Arc::new(LocalObjects::new(dir.path().join("objects")));
         let fs = TenantFs::new(
             Meta::open(&db).unwrap(),
             objects,
-            ROOT_INO,
-            false,
+            MountSpec::admin(),
             "model".into(),
-        );
+        )
+        .unwrap();
         Core { fs, _dir: dir }
     }
 

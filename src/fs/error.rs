@@ -39,6 +39,8 @@ pub enum FsError {
     TooBig,
     #[error("file too large")]
     FileTooLarge,
+    #[error("permission denied by the tenant's ACL")]
+    Denied,
     #[error("resource busy")]
     Busy,
     #[error("the mount's key was revoked")]
@@ -73,6 +75,7 @@ impl FsError {
             FsError::TooManyLinks => libc::EMLINK,
             FsError::TooBig => libc::E2BIG,
             FsError::FileTooLarge => libc::EFBIG,
+            FsError::Denied => libc::EACCES,
             FsError::Busy => libc::EBUSY,
             FsError::Revoked => libc::EKEYREVOKED,
             FsError::Expired => libc::EKEYEXPIRED,

@@ -14,6 +14,7 @@
 //! revocation) is checked here. The core trusts inode numbers it is given: the FUSE adapter
 //! only passes numbers it has handed out itself.
 
+pub mod access;
 pub mod error;
 pub mod types;
 
@@ -27,9 +28,14 @@ use parking_lot::{Mutex, RwLock};
 pub use error::{FsError, FsResult};
 pub use types::*;
 
+use crate::audit::AuditLog;
+use crate::ids::Scope;
 use crate::meta::{Meta, NewInode, Tx};
 use crate::objects::{Object, ObjectStore};
+use crate::policy::Rights;
 use crate::time::{Nanos, now_nanos};
+use access::Access;
+use std::path::PathBuf;
 
 const LIVE: u8 = 0;
 const REVOKED: u8 = 1;
@@ -88,6 +94,8 @@ pub struct TenantFs {
     /// The mount's root: the tenant root or the key's sub-tree.
     root: Ino,
     read_only: bool,
+    access: Access,
+    audit: Option<AuditLog>,
     session: String,
     state: AtomicU8,
     open: Mutex<HashMap<Ino, OpenEntry>>,
@@ -126,21 +134,46 @@ fn require_dir(tx: &Tx<'_>, ino: Ino) -> FsResult<Attr> {
     Ok(a)
 }
 
+/// What a mount serves and to whom.
+pub struct MountSpec {
+    /// The tenant root, or the key's sub-tree.
+    pub root: Ino,
+    /// Who the mount acts as: `user:alice`, `agent:bot`.
+    pub subject: String,
+    pub scope: Scope,
+    /// Where denials are logged; `None` keeps no log.
+    pub audit: Option<PathBuf>,
+}
+
+impl MountSpec {
+    /// The whole tenant, as an admin: what tests and tools of the store use.
+    pub fn admin() -> MountSpec {
+        MountSpec {
+            root: ROOT_INO,
+            subject: "service:tenantfs".into(),
+            scope: Scope::Admin,
+            audit: None,
+        }
+    }
+}
+
 impl TenantFs {
     pub fn new(
         meta: Meta,
         objects: Arc<dyn ObjectStore>,
-        root: Ino,
-        read_only: bool,
+        spec: MountSpec,
         session: String,
-    ) -> TenantFs {
+    ) -> FsResult<TenantFs> {
         let reaped = Arc::new(Mutex::new(Vec::new()));
         let reaper = Reaper::start(objects.clone(), reaped.clone());
-        TenantFs {
+        let access = Access::new(&spec.subject, spec.scope == Scope::Admin, &meta.read())?;
+        Ok(TenantFs {
             meta: Mutex::new(meta),
             objects,
-            root,
-            read_only,
+            root: spec.root,
+            read_only: spec.scope == Scope::Read,
+            access,
+            audit: spec.audit.map(AuditLog::new),
             session,
             state: AtomicU8::new(LIVE),
             open: Mutex::new(HashMap::new()),
@@ -150,7 +183,7 @@ impl TenantFs {
             reaped,
             marked: Mutex::new(HashSet::new()),
             dirs: Mutex::new(HashMap::new()),
-        }
+        })
     }
 
     pub fn root(&self) -> Ino {
@@ -186,6 +219,54 @@ impl TenantFs {
         Ok(())
     }
 
+    /// Refuses with EACCES, and an audit line, unless the subject has `want` on `ino`. `name`
+    /// is the entry the op was about, for the audit line.
+    fn need(
+        &self,
+        tx: &Tx<'_>,
+        ino: Ino,
+        want: Rights,
+        op: &'static str,
+        name: Option<&[u8]>,
+    ) -> FsResult<()> {
+        if self.access.rights(tx, ino)?.has(want) {
+            return Ok(());
+        }
+        if let Some(log) = &self.audit {
+            let mut path = path_of(tx, ino);
+            if let Some(n) = name {
+                if !path.ends_with('/') {
+                    path.push('/');
+                }
+                path.push_str(&String::from_utf8_lossy(n));
+            }
+            log.deny(self.access.subject(), op, path, libc::EACCES);
+        }
+        Err(FsError::Denied)
+    }
+
+    /// `need` for ops that do not otherwise touch the database: a cached answer skips it.
+    fn need_now(&self, ino: Ino, want: Rights, op: &'static str) -> FsResult<()> {
+        if self.access.cached(ino).is_some_and(|r| r.has(want)) {
+            return Ok(());
+        }
+        self.need(&self.meta.lock().read(), ino, want, op, None)
+    }
+
+    /// Attributes as this subject sees them: live state of open files applied, and mode bits
+    /// no wider than the subject's rights, so tools that read modes choose right. Called
+    /// without `meta` held.
+    fn present(&self, a: Attr) -> FsResult<Attr> {
+        let rights = match self.access.cached(a.ino) {
+            Some(r) => r,
+            None => self.access.rights(&self.meta.lock().read(), a.ino)?,
+        };
+        let m = rights.mode_bits() as u16;
+        let mut a = self.overlay(a);
+        a.perm &= 0o7000 | (m << 6) | (m << 3) | m;
+        Ok(a)
+    }
+
     /// Applies live state of a file open here to attributes read from the database.
     fn overlay(&self, mut a: Attr) -> Attr {
         if a.kind != Kind::File {
@@ -208,7 +289,7 @@ impl TenantFs {
     pub fn getattr(&self, ino: Ino) -> FsResult<Attr> {
         self.live()?;
         let a = require(self.meta.lock().read().inode(ino)?)?;
-        Ok(self.overlay(a))
+        self.present(a)
     }
 
     pub fn lookup(&self, parent: Ino, name: &[u8]) -> FsResult<Attr> {
@@ -219,6 +300,9 @@ impl TenantFs {
         let a = {
             let meta = self.meta.lock();
             let tx = meta.read();
+            // Before the name is looked at: a subject that may not traverse learns nothing
+            // about which names exist.
+            self.need(&tx, parent, Rights::X, "lookup", Some(name))?;
             match tx.lookup_attr(parent, name)? {
                 Some(a) => a,
                 None => {
@@ -227,11 +311,12 @@ impl TenantFs {
                 }
             }
         };
-        Ok(self.overlay(a))
+        self.present(a)
     }
 
     pub fn setattr(&self, ino: Ino, set: SetAttr) -> FsResult<Attr> {
         self.writable()?;
+        self.need_now(ino, Rights::W, "setattr")?;
         let now = now_nanos();
         if let Some(size) = set.size {
             let obj = self.acquire(ino)?;
@@ -284,7 +369,7 @@ impl TenantFs {
             st.ctime = a.ctime;
         }
         drop(st);
-        Ok(self.overlay(a))
+        self.present(a)
     }
 
     pub fn readlink(&self, ino: Ino) -> FsResult<Vec<u8>> {
@@ -316,6 +401,13 @@ impl TenantFs {
             target,
         } = node;
         let p = require_dir(tx, parent)?;
+        let op = match kind {
+            Kind::Dir => "mkdir",
+            Kind::Symlink => "symlink",
+            Kind::File => "create",
+            _ => "mknod",
+        };
+        self.need(tx, parent, Rights::W.union(Rights::X), op, Some(name))?;
         if tx.lookup(parent, name)?.is_some() {
             return Err(FsError::Exists);
         }
@@ -345,6 +437,8 @@ impl TenantFs {
             target,
         })?;
         tx.insert_entry(parent, name, ino, kind)?;
+        // The creator owns what it creates.
+        tx.set_acl(ino, self.access.subject(), Rights::OWNER)?;
         tx.touch(parent, now)?;
         if kind == Kind::Dir {
             tx.add_nlink(parent, 1)?;
@@ -388,6 +482,7 @@ impl TenantFs {
                 },
             )
         })
+        .and_then(|a| self.present(a))
     }
 
     pub fn mkdir(
@@ -415,6 +510,7 @@ impl TenantFs {
                 },
             )
         })
+        .and_then(|a| self.present(a))
     }
 
     pub fn symlink(&self, ctx: &Ctx, parent: Ino, name: &[u8], target: &[u8]) -> FsResult<Attr> {
@@ -435,15 +531,25 @@ impl TenantFs {
             };
             self.make_node(tx, ctx, parent, name, node)
         })
+        .and_then(|a| self.present(a))
     }
 
     pub fn link(&self, ino: Ino, new_parent: Ino, new_name: &[u8]) -> FsResult<Attr> {
         self.writable()?;
         check_name(new_name)?;
         let a = self.transact(|tx| {
-            // The order of checks is Linux's: the new name first, then the source.
+            // The order of checks is Linux's: the new name first, then the source. A link
+            // needs write on the file too, so a read-only grant cannot gain a writable name.
             let mut a = require(tx.inode(ino)?)?;
             require_dir(tx, new_parent)?;
+            self.need(
+                tx,
+                new_parent,
+                Rights::W.union(Rights::X),
+                "link",
+                Some(new_name),
+            )?;
+            self.need(tx, ino, Rights::W, "link", None)?;
             if tx.lookup(new_parent, new_name)?.is_some() {
                 return Err(FsError::Exists);
             }
@@ -468,7 +574,7 @@ impl TenantFs {
         if let Some(e) = self.open.lock().get(&ino) {
             e.obj.st.lock().ctime = a.ctime;
         }
-        Ok(self.overlay(a))
+        self.present(a)
     }
 
     // ---- removing names -------------------------------------------------------------------
@@ -565,6 +671,8 @@ impl TenantFs {
             let open = self.open.lock();
             self.transact(|tx| {
                 require_dir(tx, parent)?;
+                let op = if dir { "rmdir" } else { "unlink" };
+                self.need(tx, parent, Rights::W.union(Rights::X), op, Some(name))?;
                 let a = require(tx.lookup_attr(parent, name)?)?;
                 match (dir, a.kind == Kind::Dir) {
                     (true, false) => return Err(FsError::NotDir),
@@ -609,13 +717,20 @@ impl TenantFs {
         let mut doomed = Vec::new();
         let now = now_nanos();
         let mut changed = Vec::new();
+        let mut moved_dir = false;
         {
             let open = self.open.lock();
             self.transact(|tx| {
                 require_dir(tx, parent)?;
                 require_dir(tx, new_parent)?;
+                // Both sides, before either name is looked at.
+                let wx = Rights::W.union(Rights::X);
+                self.need(tx, parent, wx, "rename", Some(name))?;
+                self.need(tx, new_parent, wx, "rename", Some(new_name))?;
                 let src = require(tx.lookup_attr(parent, name)?)?;
                 let dst = tx.lookup_attr(new_parent, new_name)?;
+                moved_dir =
+                    src.kind == Kind::Dir || dst.as_ref().is_some_and(|d| d.kind == Kind::Dir);
                 if src.kind == Kind::Dir && parent != new_parent {
                     self.refuse_loop(tx, src.ino, new_parent)?;
                 }
@@ -657,10 +772,13 @@ impl TenantFs {
                     changed.push(dst.ino);
                 }
                 tx.move_entry(parent, name, new_parent, new_name)?;
-                if src.kind == Kind::Dir && parent != new_parent {
-                    tx.add_nlink(parent, -1)?;
-                    tx.add_nlink(new_parent, 1)?;
+                if parent != new_parent {
+                    // Rights are inherited from where a file or directory now is.
                     tx.set_parent(src.ino, new_parent)?;
+                    if src.kind == Kind::Dir {
+                        tx.add_nlink(parent, -1)?;
+                        tx.add_nlink(new_parent, 1)?;
+                    }
                 }
                 tx.set_ctime(src.ino, now)?;
                 changed.push(src.ino);
@@ -668,11 +786,17 @@ impl TenantFs {
                 tx.touch(new_parent, now)?;
                 Ok::<_, FsError>(())
             })?;
-            for ino in changed {
+            for &ino in &changed {
                 if let Some(e) = open.get(&ino) {
                     e.obj.st.lock().ctime = now;
                 }
             }
+        }
+        // A moved directory changes what everything below it inherits.
+        if moved_dir && parent != new_parent {
+            self.access.clear();
+        } else {
+            changed.iter().for_each(|&ino| self.access.forget(ino));
         }
         self.reap(doomed);
         Ok(())
@@ -701,12 +825,8 @@ impl TenantFs {
             let dst_dir = i64::from(dst.kind == Kind::Dir);
             tx.add_nlink(parent, dst_dir - src_dir)?;
             tx.add_nlink(new_parent, src_dir - dst_dir)?;
-            if src.kind == Kind::Dir {
-                tx.set_parent(src.ino, new_parent)?;
-            }
-            if dst.kind == Kind::Dir {
-                tx.set_parent(dst.ino, parent)?;
-            }
+            tx.set_parent(src.ino, new_parent)?;
+            tx.set_parent(dst.ino, parent)?;
         }
         tx.set_ctime(src.ino, now)?;
         tx.set_ctime(dst.ino, now)?;
@@ -868,6 +988,13 @@ impl TenantFs {
         if write && self.read_only {
             return Err(FsError::ReadOnly);
         }
+        let read = acc == libc::O_RDONLY || acc == libc::O_RDWR;
+        let want = match (read, write) {
+            (true, true) => Rights::R.union(Rights::W),
+            (false, true) => Rights::W,
+            _ => Rights::R,
+        };
+        self.need_now(ino, want, "open")?;
         let obj = self.acquire(ino)?;
         Ok(self.new_handle(obj, write, flags & libc::O_APPEND != 0))
     }
@@ -939,6 +1066,8 @@ impl TenantFs {
     pub fn read(&self, fh: u64, offset: u64, size: u32) -> FsResult<Vec<u8>> {
         self.live()?;
         let h = self.handle(fh)?;
+        // Re-checked on every read: a revoked grant reaches descriptors opened before it.
+        self.need_now(h.obj.ino, Rights::R, "read")?;
         let len = {
             let st = h.obj.st.lock();
             st.size.saturating_sub(offset).min(u64::from(size)) as usize
@@ -957,6 +1086,7 @@ impl TenantFs {
         if !h.write {
             return Err(FsError::BadHandle);
         }
+        self.need_now(h.obj.ino, Rights::W, "write")?;
         let obj = &h.obj;
         let mut st = obj.st.lock();
         let offset = if h.append { st.size } else { offset };
@@ -1008,6 +1138,7 @@ impl TenantFs {
         if !h.write {
             return Err(FsError::BadHandle);
         }
+        self.need_now(h.obj.ino, Rights::W, "fallocate")?;
         let end = offset
             .checked_add(len)
             .filter(|&e| e <= i64::MAX as u64)
@@ -1033,7 +1164,12 @@ impl TenantFs {
     /// Opens a directory stream; its listing is taken at the first read from offset 0.
     pub fn opendir(&self, ino: Ino) -> FsResult<u64> {
         self.live()?;
-        require_dir(&self.meta.lock().read(), ino)?;
+        {
+            let meta = self.meta.lock();
+            let tx = meta.read();
+            require_dir(&tx, ino)?;
+            self.need(&tx, ino, Rights::R, "opendir", None)?;
+        }
         let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
         self.dirs.lock().insert(fh, Arc::new(Vec::new()));
         Ok(fh)
@@ -1066,6 +1202,7 @@ impl TenantFs {
             if dir.kind != Kind::Dir {
                 return Err(FsError::NotDir);
             }
+            self.need(&tx, ino, Rights::R, "readdir", None)?;
             let parent = if ino == self.root {
                 ino
             } else {
@@ -1108,13 +1245,17 @@ impl TenantFs {
             let tx = meta.read();
             for e in out.iter_mut().filter(|e| e.name != b"." && e.name != b"..") {
                 e.attr = tx.inode(e.ino)?;
+                if e.attr.is_some() {
+                    // Warm the rights cache while the database is at hand.
+                    self.access.rights(&tx, e.ino)?;
+                }
             }
             drop(meta);
             // An entry removed since the snapshot is skipped rather than shown without attributes.
             out.retain(|e| e.attr.is_some() || e.name == b"." || e.name == b"..");
             for e in &mut out {
                 if let Some(a) = e.attr.take() {
-                    e.attr = Some(self.overlay(a));
+                    e.attr = Some(self.present(a)?);
                 }
             }
         }
@@ -1173,6 +1314,7 @@ impl TenantFs {
         }
         self.transact(|tx| {
             require(tx.inode(ino)?)?;
+            self.need(tx, ino, Rights::W, "setxattr", None)?;
             let exists = tx.xattr(ino, name)?.is_some();
             match mode {
                 XattrMode::Create if exists => return Err(FsError::Exists),
@@ -1193,6 +1335,7 @@ impl TenantFs {
         }
         let meta = self.meta.lock();
         let tx = meta.read();
+        self.need(&tx, ino, Rights::R, "getxattr", None)?;
         match tx.xattr(ino, name)? {
             Some(v) => Ok(v),
             None => {
@@ -1208,6 +1351,7 @@ impl TenantFs {
         let meta = self.meta.lock();
         let tx = meta.read();
         require(tx.inode(ino)?)?;
+        self.need(&tx, ino, Rights::R, "listxattr", None)?;
         let mut out = Vec::new();
         for n in tx.xattr_names(ino)? {
             out.extend_from_slice(&n);
@@ -1224,6 +1368,7 @@ impl TenantFs {
         }
         self.transact(|tx| {
             require(tx.inode(ino)?)?;
+            self.need(tx, ino, Rights::W, "removexattr", None)?;
             if !tx.remove_xattr(ino, name)? {
                 return Err(FsError::NoXattr);
             }
@@ -1296,4 +1441,22 @@ impl Reaper {
             std::thread::sleep(std::time::Duration::from_millis(1));
         }
     }
+}
+
+/// An inode's path from the tenant root, for audit lines; best effort.
+fn path_of(tx: &Tx<'_>, ino: Ino) -> String {
+    let mut parts = Vec::new();
+    let mut at = ino;
+    while at != ROOT_INO && parts.len() < 256 {
+        let Ok(Some(parent)) = tx.dir_parent(at) else {
+            break;
+        };
+        match tx.name_in(parent, at) {
+            Ok(Some(name)) => parts.push(String::from_utf8_lossy(&name).into_owned()),
+            _ => parts.push(format!("#{at}")),
+        }
+        at = parent;
+    }
+    parts.reverse();
+    format!("/{}", parts.join("/"))
 }

@@ -3,9 +3,10 @@
 use std::sync::Arc;
 
 use super::*;
-use crate::ids::TenantId;
+use crate::ids::{Scope, TenantId};
 use crate::meta::Meta;
 use crate::objects::LocalObjects;
+use crate::policy::Rights;
 use crate::store::{Session, Store};
 
 struct Fixture {
@@ -21,7 +22,7 @@ impl Fixture {
         Store::init(&root).unwrap();
         let store = Store::open(&root).unwrap();
         let tenant: TenantId = "t".parse().unwrap();
-        store.create_tenant(&tenant, "t", (0, 0)).unwrap();
+        store.create_tenant(&tenant, "t", (0, 0), false).unwrap();
         Fixture {
             _dir: dir,
             store,
@@ -34,8 +35,15 @@ impl Fixture {
         let mut meta = self.store.open_meta(&self.tenant).unwrap();
         let session = Session::start(&self.store, &self.tenant, &mut meta).unwrap();
         let objects = Arc::new(self.store.objects(&self.tenant));
+        let scope = if read_only { Scope::Read } else { Scope::Write };
+        let spec = MountSpec {
+            root: ROOT_INO,
+            subject: "user:alice".into(),
+            scope,
+            audit: None,
+        };
         (
-            TenantFs::new(meta, objects, ROOT_INO, read_only, session.id.clone()),
+            TenantFs::new(meta, objects, spec, session.id.clone()).unwrap(),
             session,
         )
     }
@@ -460,15 +468,197 @@ fn sub_tree_root_answers_dotdot_with_itself() {
     let d = fs.mkdir(&CTX, ROOT_INO, b"d", 0o755, 0).unwrap().ino;
     drop(fs);
     let meta = f.meta();
+    let spec = MountSpec {
+        root: d,
+        ..MountSpec::admin()
+    };
     let sub = TenantFs::new(
         meta,
         Arc::new(f.store.objects(&f.tenant)),
-        d,
-        false,
+        spec,
         "sub".into(),
-    );
+    )
+    .unwrap();
     let fh = sub.opendir(d).unwrap();
     let dots = sub.readdir(fh, d, 0, 2, false).unwrap();
     assert_eq!((dots[1].name.as_slice(), dots[1].ino), (&b".."[..], d));
     assert!(matches!(sub.rmdir(ROOT_INO, b"d"), Err(FsError::Busy)));
+}
+
+/// A private tenant (no default entry) and a core acting as `subject`.
+fn private_core(f: &Fixture, subject: &str) -> TenantFs {
+    let meta = f.meta();
+    let spec = MountSpec {
+        root: ROOT_INO,
+        subject: subject.into(),
+        scope: Scope::Write,
+        audit: None,
+    };
+    TenantFs::new(
+        meta,
+        Arc::new(f.store.objects(&f.tenant)),
+        spec,
+        subject.into(),
+    )
+    .unwrap()
+}
+
+fn grant(f: &Fixture, ino: Ino, entry: &str) {
+    let crate::policy::EntrySpec::Set(subject, rights) = entry.parse().unwrap() else {
+        panic!()
+    };
+    let mut meta = f.meta();
+    meta.write(|tx| -> rusqlite::Result<()> {
+        tx.set_acl(ino, &subject, rights)?;
+        tx.bump_policy()
+    })
+    .unwrap();
+}
+
+fn denied<T: std::fmt::Debug>(r: FsResult<T>) {
+    assert!(matches!(r, Err(FsError::Denied)), "{r:?}");
+}
+
+#[test]
+fn acl_rules_hold_in_the_core() {
+    let f = Fixture::new();
+    {
+        let mut meta = f.meta();
+        meta.write(|tx| tx.remove_acl(ROOT_INO, crate::policy::EVERYONE).map(drop))
+            .unwrap();
+    }
+    let admin = {
+        let meta = f.meta();
+        TenantFs::new(
+            meta,
+            Arc::new(f.store.objects(&f.tenant)),
+            MountSpec::admin(),
+            "admin".into(),
+        )
+        .unwrap()
+    };
+    let sales = admin.mkdir(&CTX, ROOT_INO, b"sales", 0o777, 0).unwrap().ino;
+    let hr = admin.mkdir(&CTX, ROOT_INO, b"hr", 0o777, 0).unwrap().ino;
+    let shared = admin
+        .mkdir(&CTX, ROOT_INO, b"shared", 0o777, 0)
+        .unwrap()
+        .ino;
+    let secret = file(&admin, hr, "salaries.csv", b"secret");
+    let report = file(&admin, shared, "report.txt", b"numbers");
+    grant(&f, ROOT_INO, "agent:bot:--x");
+    grant(&f, sales, "agent:bot:editor");
+    grant(&f, shared, "agent:bot:viewer");
+    // Traversal granted at the root is inherited; /hr is closed by an explicit deny.
+    grant(&f, hr, "agent:bot:---");
+
+    let bot = private_core(&f, "agent:bot");
+    // Writes where it is an editor; it owns what it creates.
+    let mine = file(&bot, sales, "lead.txt", b"lead");
+    assert_eq!(bot.getattr(mine).unwrap().perm, 0o644);
+    // Reads, but cannot write, where it is a viewer; mode bits show it.
+    assert_eq!(read_all(&bot, report), b"numbers");
+    assert_eq!(bot.getattr(report).unwrap().perm & 0o222, 0);
+    denied(bot.open(report, libc::O_WRONLY));
+    denied(bot.create(&CTX, shared, b"x", 0o644, 0, 0));
+    // No existence oracle where it may not traverse: the same errno for a name that exists.
+    denied(bot.lookup(hr, b"salaries.csv"));
+    denied(bot.lookup(hr, b"missing"));
+    denied(bot.opendir(hr));
+    denied(bot.open(secret, libc::O_RDONLY));
+    // ln cannot turn a read-only grant into a writable name; mv cannot take from a
+    // read-only area.
+    denied(bot.link(report, sales, b"report-copy"));
+    denied(bot.rename(
+        shared,
+        b"report.txt",
+        sales,
+        b"stolen",
+        RenameFlags::default(),
+    ));
+    let exchange = RenameFlags {
+        noreplace: false,
+        exchange: true,
+    };
+    denied(bot.rename(sales, b"lead.txt", shared, b"report.txt", exchange));
+    assert_eq!(read_all(&admin, report), b"numbers");
+
+    // An explicit deny stops inheritance below it.
+    let sub = bot.mkdir(&CTX, sales, b"sub", 0o755, 0).unwrap().ino;
+    let inner = file(&bot, sub, "inner", b"x");
+    grant(&f, sub, "agent:bot:---");
+    assert!(bot.access.refresh(&bot.meta.lock().read()).unwrap());
+    assert_eq!(
+        read_all(&bot, inner),
+        b"x",
+        "the owner entry on the file itself still decides"
+    );
+    denied(bot.lookup(sub, b"other"));
+
+    // Groups, nested, reach the subject; a revoke reaches an open handle.
+    {
+        let mut meta = f.meta();
+        meta.write(|tx| -> rusqlite::Result<()> {
+            tx.add_member("group:outer", "group:inner")?;
+            tx.add_member("group:inner", "user:carol")?;
+            tx.set_acl(hr, "group:outer", Rights::RX)?;
+            tx.bump_policy()
+        })
+        .unwrap();
+    }
+    let carol = private_core(&f, "user:carol");
+    let fh = carol.open(secret, libc::O_RDONLY).unwrap();
+    assert_eq!(carol.read(fh, 0, 100).unwrap(), b"secret");
+    // Matching entries at the deciding inode are unioned, so a deny beside a group grant
+    // does not cancel it; leaving the group does.
+    {
+        let mut meta = f.meta();
+        meta.write(|tx| -> rusqlite::Result<()> {
+            tx.remove_member("group:inner", "user:carol")?;
+            tx.bump_policy()
+        })
+        .unwrap();
+    }
+    assert!(carol.access.refresh(&carol.meta.lock().read()).unwrap());
+    denied(carol.read(fh, 0, 100));
+    carol.release(fh).unwrap();
+}
+
+#[test]
+fn denials_are_audited_with_the_path() {
+    let f = Fixture::new();
+    {
+        let mut meta = f.meta();
+        meta.write(|tx| tx.remove_acl(ROOT_INO, crate::policy::EVERYONE).map(drop))
+            .unwrap();
+    }
+    let log = f.store.audit_log(&f.tenant);
+    let spec = MountSpec {
+        root: ROOT_INO,
+        subject: "user:eve".into(),
+        scope: Scope::Write,
+        audit: Some(log.clone()),
+    };
+    let eve = TenantFs::new(
+        f.meta(),
+        Arc::new(f.store.objects(&f.tenant)),
+        spec,
+        "eve".into(),
+    )
+    .unwrap();
+    denied(eve.lookup(ROOT_INO, b"payroll"));
+    denied(eve.mkdir(&CTX, ROOT_INO, b"mine", 0o755, 0));
+    let records = crate::audit::read(&log, None).unwrap();
+    assert_eq!(records.len(), 2);
+    assert_eq!(
+        (
+            records[0].subject.as_str(),
+            records[0].op.as_str(),
+            records[0].path.as_str()
+        ),
+        ("user:eve", "lookup", "/payroll")
+    );
+    assert_eq!(
+        (records[1].op.as_str(), records[1].errno),
+        ("mkdir", libc::EACCES)
+    );
 }

@@ -1,0 +1,140 @@
+//! The mount subject's rights on inodes, decided by [`crate::policy`] and cached.
+//!
+//! Invariants:
+//! - a cached right is never older than the last policy change this process has seen: any
+//!   change to entries or groups clears the cache and reloads the subject's groups, and a
+//!   rename that can change inheritance drops what it affects;
+//! - an admin key has every right inside its tenant;
+//! - rights are decided on the tenant's tree, so entries above a key's `--root` still apply.
+
+use std::collections::HashSet;
+use std::num::NonZeroUsize;
+
+use lru::LruCache;
+use parking_lot::Mutex;
+
+use crate::fs::types::{Ino, ROOT_INO};
+use crate::meta::Tx;
+use crate::policy::{Decision, Entry, Rights, decide};
+
+/// How many inodes' rights a mount remembers.
+const CACHE_ENTRIES: usize = 65536;
+
+pub struct Access {
+    subject: String,
+    admin: bool,
+    state: Mutex<State>,
+}
+
+struct State {
+    identities: HashSet<String>,
+    version: i64,
+    cache: LruCache<Ino, Rights>,
+}
+
+impl Access {
+    pub fn new(subject: &str, admin: bool, tx: &Tx<'_>) -> rusqlite::Result<Access> {
+        let state = State {
+            identities: tx.groups()?.identities(subject),
+            version: tx.policy_version()?,
+            cache: LruCache::new(NonZeroUsize::new(CACHE_ENTRIES).expect("non-zero")),
+        };
+        Ok(Access {
+            subject: subject.to_string(),
+            admin,
+            state: Mutex::new(state),
+        })
+    }
+
+    pub fn subject(&self) -> &str {
+        &self.subject
+    }
+
+    pub fn admin(&self) -> bool {
+        self.admin
+    }
+
+    /// Rights already cached for `ino`, without touching the database.
+    pub fn cached(&self, ino: Ino) -> Option<Rights> {
+        if self.admin {
+            return Some(Rights::OWNER);
+        }
+        self.state.lock().cache.get(&ino).copied()
+    }
+
+    /// The subject's rights on `ino`.
+    pub fn rights(&self, tx: &Tx<'_>, ino: Ino) -> rusqlite::Result<Rights> {
+        if self.admin {
+            return Ok(Rights::OWNER);
+        }
+        let mut st = self.state.lock();
+        if let Some(r) = st.cache.get(&ino) {
+            return Ok(*r);
+        }
+        // Walk up until an inode decides or a cached ancestor answers; cache the whole way.
+        let mut walked = Vec::new();
+        let mut at = ino;
+        let rights = loop {
+            if let Some(r) = st.cache.get(&at) {
+                break *r;
+            }
+            walked.push(at);
+            let matched: Vec<Entry> = tx
+                .acl(at)?
+                .into_iter()
+                .filter(|e| st.identities.contains(&e.subject))
+                .collect();
+            if !matched.is_empty() {
+                break matched.iter().fold(Rights::NONE, |r, e| r.union(e.rights));
+            }
+            match tx.dir_parent(at)? {
+                Some(p) if at != ROOT_INO && p != at => at = p,
+                _ => break Rights::NONE,
+            }
+        };
+        for i in walked {
+            st.cache.put(i, rights);
+        }
+        Ok(rights)
+    }
+
+    /// The full decision for `ino`, with the entries that decided, for `acl check` and
+    /// `tenantfs.effective`.
+    pub fn explain(&self, tx: &Tx<'_>, ino: Ino) -> rusqlite::Result<Decision<Ino>> {
+        let identities = self.state.lock().identities.clone();
+        let mut chain = Vec::new();
+        let mut at = ino;
+        loop {
+            chain.push((at, tx.acl(at)?));
+            match tx.dir_parent(at)? {
+                Some(p) if at != ROOT_INO && p != at => at = p,
+                _ => break,
+            }
+        }
+        Ok(decide(&identities, chain))
+    }
+
+    /// Reloads groups and forgets every cached right if the policy changed since last seen.
+    /// Returns whether it had.
+    pub fn refresh(&self, tx: &Tx<'_>) -> rusqlite::Result<bool> {
+        let version = tx.policy_version()?;
+        let mut st = self.state.lock();
+        if version == st.version {
+            return Ok(false);
+        }
+        st.identities = tx.groups()?.identities(&self.subject);
+        st.version = version;
+        st.cache.clear();
+        Ok(true)
+    }
+
+    /// Forgets everything cached (a directory moved, so inheritance below it changed).
+    pub fn clear(&self) {
+        self.state.lock().cache.clear();
+    }
+
+    /// Forgets one inode (it moved or went away).
+    pub fn forget(&self, ino: Ino) {
+        self.state.lock().cache.pop(&ino);
+    }
+}
