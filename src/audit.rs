@@ -101,10 +101,10 @@ pub fn read(path: &Path, since: Option<i64>) -> std::io::Result<Vec<Record>> {
     let mut out = Vec::new();
     for line in BufReader::new(file).lines() {
         // A line cut short by a crash is skipped, not fatal.
-        if let Ok(r) = serde_json::from_str::<Record>(&line?) {
-            if since.is_none_or(|s| r.at >= s) {
-                out.push(r);
-            }
+        if let Ok(r) = serde_json::from_str::<Record>(&line?)
+            && since.is_none_or(|s| r.at >= s)
+        {
+            out.push(r);
         }
     }
     Ok(out)
