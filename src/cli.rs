@@ -8,11 +8,13 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use serde::Serialize;
 
+use crate::admin;
 use crate::catalog::NewKeySpec;
 use crate::daemon::{self, MountRequest};
 use crate::error::{Context, Error, Result};
 use crate::ids::{Scope, Subject, TenantId, parse_duration, parse_root};
 use crate::keys;
+use crate::policy::EntrySpec;
 use crate::store::{InitOutcome, Store};
 
 #[derive(Parser)]
@@ -48,6 +50,22 @@ enum Command {
     /// Mount a tenant's tree, as the key's subject. The key comes from --key-file,
     /// TENANTFS_KEY, or stdin; never from the command line.
     Mount(MountArgs),
+    /// Set, show and check ACL entries inside a tenant.
+    #[command(subcommand)]
+    Acl(AclCmd),
+    /// Manage a tenant's groups.
+    #[command(subcommand)]
+    Group(GroupCmd),
+    /// Read a tenant's audit log of denials.
+    Audit {
+        #[arg(long)]
+        tenant: TenantId,
+        /// Only records from this long ago (1h, 30m) or since this time (2026-11-23T06:00:00Z).
+        #[arg(long)]
+        since: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Check tenants' stores against their invariants; exit 0 when clean, 1 when a problem
     /// was found (and, with --repair, fixed).
     Fsck {
@@ -124,6 +142,63 @@ enum KeyCmd {
     Revoke { key_id: String },
 }
 
+#[derive(Subcommand)]
+enum AclCmd {
+    /// Set entries on PATH: KIND:NAME:MASK (rwx, r-x, --- to deny), KIND:NAME:ROLE
+    /// (viewer, editor, owner), or KIND:NAME:- to remove that subject's entry.
+    Set {
+        #[arg(long)]
+        tenant: TenantId,
+        path: String,
+        #[arg(required = true, value_parser = clap::value_parser!(EntrySpec))]
+        entries: Vec<EntrySpec>,
+    },
+    /// Show PATH's explicit entries and every known subject's effective rights there.
+    Get {
+        #[arg(long)]
+        tenant: TenantId,
+        path: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print allowed or denied for SUBJECT wanting PERM (r, w, x, rw, ...) on PATH, and the
+    /// entry that decided. Exits 0 when allowed, 1 when denied.
+    Check {
+        #[arg(long)]
+        tenant: TenantId,
+        subject: String,
+        perm: String,
+        path: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum GroupCmd {
+    /// Add members (subjects or other groups) to GROUP; cycles are refused.
+    Add {
+        #[arg(long)]
+        tenant: TenantId,
+        group: String,
+        #[arg(required = true)]
+        members: Vec<String>,
+    },
+    /// Remove members from GROUP.
+    Remove {
+        #[arg(long)]
+        tenant: TenantId,
+        group: String,
+        #[arg(required = true)]
+        members: Vec<String>,
+    },
+    /// List groups and their direct members.
+    List {
+        #[arg(long)]
+        tenant: TenantId,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
 #[derive(Args)]
 struct MountArgs {
     mountpoint: PathBuf,
@@ -153,6 +228,7 @@ pub fn run() -> i32 {
     init_tracing();
     match dispatch(cli) {
         Ok(()) => 0,
+        Err(Error::Denied) => 1,
         Err(e) => {
             eprintln!("error: {e}");
             1
@@ -203,6 +279,13 @@ fn dispatch(cli: Cli) -> Result<()> {
             )
         }
         Command::Umount { mountpoint, lazy } => daemon::umount(&mountpoint, lazy),
+        Command::Acl(cmd) => acl(&Store::open(&store_path)?, cmd),
+        Command::Group(cmd) => group(&Store::open(&store_path)?, cmd),
+        Command::Audit {
+            tenant,
+            since,
+            json,
+        } => audit(&Store::open(&store_path)?, &tenant, since, json),
         Command::Fsck {
             tenant,
             repair,
@@ -352,6 +435,158 @@ fn key(store: &Store, cmd: KeyCmd) -> Result<()> {
 }
 
 /// The key from --key-file, else TENANTFS_KEY, else stdin.
+fn acl(store: &Store, cmd: AclCmd) -> Result<()> {
+    match cmd {
+        AclCmd::Set {
+            tenant,
+            path,
+            entries,
+        } => {
+            let mut meta = store.open_meta(&tenant)?;
+            let ino = admin::resolve(&meta, &path)?;
+            admin::set_entries(&mut meta, ino, &entries)?;
+            eprintln!(
+                "updated {} entr{} on {path} in tenant {tenant}",
+                entries.len(),
+                if entries.len() == 1 { "y" } else { "ies" }
+            );
+            Ok(())
+        }
+        AclCmd::Get { tenant, path, json } => {
+            let meta = store.open_meta(&tenant)?;
+            let known = store
+                .catalog()?
+                .keys(Some(&tenant))?
+                .into_iter()
+                .map(|k| k.subject);
+            let view = admin::get(&meta, &path, known)?;
+            if json {
+                return print_json(&view);
+            }
+            println!("# {path}");
+            if view.entries.is_empty() {
+                println!("# no explicit entries: rights are inherited");
+            }
+            for e in &view.entries {
+                println!("{e}");
+            }
+            println!("# effective rights");
+            table(
+                &["SUBJECT", "RIGHTS"],
+                view.effective
+                    .iter()
+                    .map(|e| vec![e.subject.clone(), e.rights.to_string()])
+                    .collect(),
+            );
+            Ok(())
+        }
+        AclCmd::Check {
+            tenant,
+            subject,
+            perm,
+            path,
+        } => {
+            let meta = store.open_meta(&tenant)?;
+            let want = admin::parse_perm(&perm)?;
+            let c = admin::check(&meta, &subject, want, &path)?;
+            let verdict = if c.allowed { "allowed" } else { "denied" };
+            match &c.decided_at {
+                Some(at) => {
+                    let entries: Vec<String> = c.entries.iter().map(|e| e.to_string()).collect();
+                    println!(
+                        "{verdict}: {subject} has {} on {path}, decided at {at} by {}",
+                        c.rights,
+                        entries.join(", ")
+                    );
+                }
+                None => println!(
+                    "{verdict}: no entry on {path} or above it matches {subject}, so nothing is granted"
+                ),
+            }
+            if c.allowed {
+                Ok(())
+            } else {
+                Err(Error::Denied)
+            }
+        }
+    }
+}
+
+fn group(store: &Store, cmd: GroupCmd) -> Result<()> {
+    match cmd {
+        GroupCmd::Add {
+            tenant,
+            group,
+            members,
+        } => {
+            admin::add_members(&mut store.open_meta(&tenant)?, &group, &members)?;
+            eprintln!("added {} to {group} in tenant {tenant}", members.join(", "));
+            Ok(())
+        }
+        GroupCmd::Remove {
+            tenant,
+            group,
+            members,
+        } => {
+            admin::remove_members(&mut store.open_meta(&tenant)?, &group, &members)?;
+            eprintln!(
+                "removed {} from {group} in tenant {tenant}",
+                members.join(", ")
+            );
+            Ok(())
+        }
+        GroupCmd::List { tenant, json } => {
+            let groups = admin::groups(&store.open_meta(&tenant)?)?;
+            if json {
+                return print_json(&groups);
+            }
+            table(
+                &["GROUP", "MEMBERS"],
+                groups
+                    .iter()
+                    .map(|g| vec![g.group.clone(), g.members.join(" ")])
+                    .collect(),
+            );
+            Ok(())
+        }
+    }
+}
+
+fn audit(store: &Store, tenant: &TenantId, since: Option<String>, json: bool) -> Result<()> {
+    store.catalog()?.tenant(tenant)?;
+    let since = match since {
+        None => None,
+        Some(s) => Some(match humantime::parse_duration(&s) {
+            Ok(ago) => crate::time::now_secs() - ago.as_secs() as i64,
+            Err(_) => humantime::parse_rfc3339_weak(&s)
+                .map(|t| crate::time::to_nanos(t) / 1_000_000_000)
+                .map_err(|_| Error::Usage(format!("invalid --since {s:?}: write a duration like 1h or a time like 2026-11-23T06:00:00Z")))?,
+        }),
+    };
+    let records = crate::audit::read(&store.audit_log(tenant), since)
+        .context(|| format!("cannot read the audit log of {tenant}"))?;
+    if json {
+        return print_json(&records);
+    }
+    table(
+        &["TIME", "SUBJECT", "OP", "PATH", "ERRNO", "SUPPRESSED"],
+        records
+            .iter()
+            .map(|r| {
+                vec![
+                    crate::time::format_secs(r.at),
+                    r.subject.clone(),
+                    r.op.clone(),
+                    r.path.clone(),
+                    r.errno.to_string(),
+                    r.suppressed.to_string(),
+                ]
+            })
+            .collect(),
+    );
+    Ok(())
+}
+
 /// Exit 1 (through `Error::Findings`) when anything was found, repaired or not.
 fn fsck(store: &Store, tenant: Option<TenantId>, repair: bool, json: bool) -> Result<()> {
     let tenants = match tenant {

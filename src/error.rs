@@ -35,6 +35,9 @@ pub enum Error {
     Usage(String),
     #[error("fsck found {0} problem(s)")]
     Findings(usize),
+    /// `acl check` said denied: not a failure of the tool, but exit 1.
+    #[error("denied")]
+    Denied,
     #[error("{what}: {source}")]
     Io {
         what: String,

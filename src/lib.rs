@@ -5,6 +5,7 @@
 //! (file content). `store`, `catalog` and `keys` hold tenants and keys.
 #![deny(clippy::undocumented_unsafe_blocks)]
 
+pub mod admin;
 pub mod audit;
 pub mod catalog;
 pub mod cli;

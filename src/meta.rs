@@ -377,6 +377,24 @@ impl Tx<'_> {
             .map(Option::flatten)
     }
 
+    /// An inode's path from the tenant root, for audit lines and listings; best effort.
+    pub fn path_of(&self, ino: Ino) -> String {
+        let mut parts = Vec::new();
+        let mut at = ino;
+        while at != ROOT_INO && parts.len() < 256 {
+            let Ok(Some(parent)) = self.dir_parent(at) else {
+                break;
+            };
+            match self.name_in(parent, at) {
+                Ok(Some(name)) => parts.push(String::from_utf8_lossy(&name).into_owned()),
+                _ => parts.push(format!("#{at}")),
+            }
+            at = parent;
+        }
+        parts.reverse();
+        format!("/{}", parts.join("/"))
+    }
+
     /// A name of `ino` in `parent`, for audit paths (scans the directory; not a hot path).
     pub fn name_in(&self, parent: Ino, ino: Ino) -> rusqlite::Result<Option<Vec<u8>>> {
         self.conn

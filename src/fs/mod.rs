@@ -233,7 +233,7 @@ impl TenantFs {
             return Ok(());
         }
         if let Some(log) = &self.audit {
-            let mut path = path_of(tx, ino);
+            let mut path = tx.path_of(ino);
             if let Some(n) = name {
                 if !path.ends_with('/') {
                     path.push('/');
@@ -1441,22 +1441,4 @@ impl Reaper {
             std::thread::sleep(std::time::Duration::from_millis(1));
         }
     }
-}
-
-/// An inode's path from the tenant root, for audit lines; best effort.
-fn path_of(tx: &Tx<'_>, ino: Ino) -> String {
-    let mut parts = Vec::new();
-    let mut at = ino;
-    while at != ROOT_INO && parts.len() < 256 {
-        let Ok(Some(parent)) = tx.dir_parent(at) else {
-            break;
-        };
-        match tx.name_in(parent, at) {
-            Ok(Some(name)) => parts.push(String::from_utf8_lossy(&name).into_owned()),
-            _ => parts.push(format!("#{at}")),
-        }
-        at = parent;
-    }
-    parts.reverse();
-    format!("/{}", parts.join("/"))
 }
