@@ -288,7 +288,16 @@ impl Watch {
             *catalog = None;
         }
         match status {
-            Ok(KeyStatus::Live) => None,
+            Ok(KeyStatus::Live) => {
+                // ACL or group changes from the CLI or another mount: forget cached rights
+                // here, and the kernel's cached attributes (their mode bits show rights).
+                match self.shared.core.refresh_policy() {
+                    Ok(true) => self.shared.invalidate_all(),
+                    Ok(false) => {}
+                    Err(e) => tracing::warn!(error = %e, "cannot re-read the tenant's policy"),
+                }
+                None
+            }
             Ok(KeyStatus::Revoked) => Some(Stop::Revoked),
             Ok(KeyStatus::Expired) => Some(Stop::Expired),
             Err(e) => {

@@ -23,7 +23,8 @@ use fuser::{
 use parking_lot::Mutex;
 
 use crate::fs::{
-    Attr, Ctx, FsError, Ino, Kind, ROOT_INO, RenameFlags, SetAttr, SetTime, TenantFs, XattrMode,
+    ACL_XATTR, Attr, Ctx, FsError, Ino, Kind, ROOT_INO, RenameFlags, SetAttr, SetTime, TenantFs,
+    XattrMode,
 };
 use crate::time::{from_nanos, to_nanos};
 
@@ -594,7 +595,12 @@ impl Filesystem for FuseFs {
             "setxattr",
             reply,
             self.core().setxattr(ino, name.as_bytes(), value, mode),
-            |()| reply.ok()
+            |()| {
+                if name.as_bytes() == ACL_XATTR {
+                    self.shared.invalidate_all();
+                }
+                reply.ok()
+            }
         )
     }
 
@@ -621,7 +627,12 @@ impl Filesystem for FuseFs {
             "removexattr",
             reply,
             self.core().removexattr(ino, name.as_bytes()),
-            |()| reply.ok()
+            |()| {
+                if name.as_bytes() == ACL_XATTR {
+                    self.shared.invalidate_all();
+                }
+                reply.ok()
+            }
         )
     }
 

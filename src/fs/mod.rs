@@ -134,6 +134,11 @@ fn require_dir(tx: &Tx<'_>, ino: Ino) -> FsResult<Attr> {
     Ok(a)
 }
 
+/// The xattr through which owners and admins read and replace an inode's ACL entries.
+pub const ACL_XATTR: &[u8] = b"tenantfs.acl";
+/// The xattr that tells the caller its own rights.
+pub const EFFECTIVE_XATTR: &[u8] = b"tenantfs.effective";
+
 /// What a mount serves and to whom.
 pub struct MountSpec {
     /// The tenant root, or the key's sub-tree.
@@ -1299,6 +1304,46 @@ impl TenantFs {
         Ok(())
     }
 
+    /// Owner rights (or an admin key) are needed to read or change ACL entries.
+    fn need_owner(&self, tx: &Tx<'_>, ino: Ino, op: &'static str) -> FsResult<()> {
+        if self.access.rights(tx, ino)?.owner() {
+            return Ok(());
+        }
+        if let Some(log) = &self.audit {
+            log.deny(
+                self.access.subject(),
+                op,
+                format!("{} (tenantfs.acl)", tx.path_of(ino)),
+                libc::EACCES,
+            );
+        }
+        Err(FsError::Denied)
+    }
+
+    /// Replaces an inode's ACL entries, for its owner or an admin; takes effect here at once
+    /// and in other mounts at their next check.
+    fn change_acl(
+        &self,
+        ino: Ino,
+        entries: &[crate::policy::Entry],
+        op: &'static str,
+    ) -> FsResult<()> {
+        self.transact(|tx| {
+            require(tx.inode(ino)?)?;
+            self.need_owner(tx, ino, op)?;
+            crate::admin::replace_entries(tx, ino, entries)?;
+            Ok(())
+        })?;
+        self.refresh_policy()?;
+        Ok(())
+    }
+
+    /// Picks up ACL and group changes made elsewhere; true if there were any. The daemon
+    /// calls this every check interval and then drops the kernel's cached attributes.
+    pub fn refresh_policy(&self) -> FsResult<bool> {
+        Ok(self.access.refresh(&self.meta.lock().read())?)
+    }
+
     fn user_namespace(name: &[u8]) -> bool {
         name.starts_with(b"user.") && name.len() > 5
     }
@@ -1306,6 +1351,11 @@ impl TenantFs {
     pub fn setxattr(&self, ino: Ino, name: &[u8], value: &[u8], mode: XattrMode) -> FsResult<()> {
         self.writable()?;
         Self::xattr_name(name)?;
+        if name == ACL_XATTR {
+            let text = std::str::from_utf8(value).map_err(|_| FsError::Invalid)?;
+            let entries = crate::admin::parse_entries(text).map_err(|_| FsError::Invalid)?;
+            return self.change_acl(ino, &entries, "setxattr");
+        }
         if !Self::user_namespace(name) {
             return Err(FsError::NotSupported);
         }
@@ -1330,6 +1380,20 @@ impl TenantFs {
     pub fn getxattr(&self, ino: Ino, name: &[u8]) -> FsResult<Vec<u8>> {
         self.live()?;
         Self::xattr_name(name)?;
+        if name == EFFECTIVE_XATTR {
+            // Anyone may ask what they themselves may do.
+            let meta = self.meta.lock();
+            let tx = meta.read();
+            require(tx.inode(ino)?)?;
+            return Ok(self.access.rights(&tx, ino)?.to_string().into_bytes());
+        }
+        if name == ACL_XATTR {
+            let meta = self.meta.lock();
+            let tx = meta.read();
+            require(tx.inode(ino)?)?;
+            self.need_owner(&tx, ino, "getxattr")?;
+            return Ok(crate::admin::format_entries(&tx.acl(ino)?).into_bytes());
+        }
         if !Self::user_namespace(name) {
             return Err(FsError::NoXattr);
         }
@@ -1363,6 +1427,9 @@ impl TenantFs {
     pub fn removexattr(&self, ino: Ino, name: &[u8]) -> FsResult<()> {
         self.writable()?;
         Self::xattr_name(name)?;
+        if name == ACL_XATTR {
+            return self.change_acl(ino, &[], "removexattr");
+        }
         if !Self::user_namespace(name) {
             return Err(FsError::NotSupported);
         }
