@@ -227,6 +227,29 @@ fn acl_and_group_commands_report_and_decide() {
     let groups: serde_json::Value =
         serde_json::from_str(&env.ok(&["group", "list", "--tenant", "acme", "--json"])).unwrap();
     assert_eq!(groups.as_array().unwrap().len(), 2);
+    // Leaving the group takes the grant away from the live mount (the file it made stays
+    // its own: the creator owns what it creates).
+    env.ok(&[
+        "group",
+        "remove",
+        "--tenant",
+        "acme",
+        "group:writers",
+        "agent:bot",
+    ]);
+    let gone = wait_until(Duration::from_secs(2), || {
+        xattr(&d.bot.p("shared"), "tenantfs.effective").is_ok_and(|r| r == b"--x")
+    });
+    assert!(gone.is_some());
+    eacces(fs::write(d.bot.p("shared/after-leaving.txt"), b"g"));
+    env.fails(&[
+        "group",
+        "remove",
+        "--tenant",
+        "acme",
+        "group:writers",
+        "agent:bot",
+    ]);
     for bad in [
         vec!["acl", "set", "--tenant", "acme", "/shared", "bot:rwx"],
         vec!["acl", "set", "--tenant", "acme", "/nope", "user:a:rwx"],
