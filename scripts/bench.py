@@ -17,6 +17,8 @@ FILES = int(os.environ.get("BENCH_FILES", "5000"))
 SEQ_MB = int(os.environ.get("BENCH_SEQ_MB", "512"))
 FIO_SECS = int(os.environ.get("BENCH_FIO_SECS", "5"))
 FIO_MB = int(os.environ.get("BENCH_FIO_MB", "256"))
+# Comma-separated words; only workloads whose name contains one of them run.
+ONLY = [w for w in os.environ.get("BENCH_ONLY", "").split(",") if w]
 
 
 def drop_caches():
@@ -170,12 +172,13 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--work", required=True, help="a scratch directory on the native disk")
     ap.add_argument("--json", help="also write the results here")
+    ap.add_argument("--compare", action="append", default=[], help="A/B: also print A's speed relative to B")
     args = ap.parse_args()
     targets = [t.split("=", 1) for t in args.target]
     tarball = os.path.join(args.work, "tree.tar")
     if not os.path.exists(tarball):
         make_tarball(tarball)
-    wl = workloads(tarball)
+    wl = [w for w in workloads(tarball) if not ONLY or any(o in w[0] for o in ONLY)]
     results = {name: {t: [] for t, _ in targets} for name, _, _ in wl}
     for r in range(args.rounds):
         order = targets if r % 2 == 0 else list(reversed(targets))
@@ -189,9 +192,8 @@ def main():
 
     base = targets[0][0]
     names = [t for t, _ in targets]
-    header = ["workload"] + [f"{n}" for n in names] + [f"{n}/{base}" for n in names[1:]]
-    if len(names) >= 3:
-        header.append(f"{names[-1]}/{names[-2]}")
+    pairs = [tuple(c.split("/", 1)) for c in args.compare]
+    header = ["workload"] + [f"{n}" for n in names] + [f"{n}/{base}" for n in names[1:]] + [f"{a}/{b}" for a, b in pairs]
     rows = []
     ratios = {k: [] for k in header[1 + len(names):]}
     for name, kind, _ in wl:
@@ -206,9 +208,9 @@ def main():
             v = ratio(n, base)
             ratios[f"{n}/{base}"].append(v)
             cells.append(f"{v:.2f}")
-        if len(names) >= 3:
-            v = ratio(names[-1], names[-2])
-            ratios[f"{names[-1]}/{names[-2]}"].append(v)
+        for a, b in pairs:
+            v = ratio(a, b)
+            ratios[f"{a}/{b}"].append(v)
             cells.append(f"{v:.2f}")
         rows.append(cells)
     geo = ["geometric mean"] + [""] * len(names) + [f"{statistics.geometric_mean(v):.2f}" for v in ratios.values()]

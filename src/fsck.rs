@@ -321,6 +321,7 @@ fn lost_and_found(tx: &crate::meta::Tx<'_>) -> rusqlite::Result<Ino> {
         now: now_nanos(),
         parent: ROOT_INO,
         target: None,
+        owner: None,
     })?;
     tx.insert_entry(ROOT_INO, b"lost+found", ino, Kind::Dir)?;
     tx.add_nlink(ROOT_INO, 1)?;

@@ -20,7 +20,7 @@ use crate::fs::types::{Attr, DirEntry, Ino, Kind, ROOT_INO};
 use crate::policy::{Entry, Groups, Rights};
 use crate::time::Nanos;
 
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS inodes(
@@ -37,7 +37,8 @@ CREATE TABLE IF NOT EXISTS inodes(
     ctime INTEGER NOT NULL,
     crtime INTEGER NOT NULL,
     parent INTEGER NOT NULL DEFAULT 0,
-    target BLOB
+    target BLOB,
+    owner TEXT
 );
 CREATE TABLE IF NOT EXISTS entries(
     parent INTEGER NOT NULL,
@@ -113,6 +114,9 @@ pub struct NewInode<'a> {
     pub now: Nanos,
     pub parent: Ino,
     pub target: Option<&'a [u8]>,
+    /// The creator, who owns the inode. Kept in the inode's row rather than as an `acl`
+    /// row, so creating and deleting a file touch one b-tree less.
+    pub owner: Option<&'a str>,
 }
 
 impl Meta {
@@ -280,8 +284,8 @@ impl Tx<'_> {
         self.conn
             .prepare_cached(
                 "INSERT INTO inodes(kind, perm, nlink, uid, gid, size, rdev, atime, mtime, ctime,
-                                    crtime, parent, target)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?8, ?8, ?9, ?10)",
+                                    crtime, parent, target, owner)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?8, ?8, ?9, ?10, ?11)",
             )?
             .execute(params![
                 n.kind.code(),
@@ -293,7 +297,8 @@ impl Tx<'_> {
                 n.rdev,
                 n.now,
                 n.parent,
-                n.target
+                n.target,
+                n.owner
             ])?;
         Ok(self.conn.last_insert_rowid() as Ino)
     }
@@ -652,9 +657,10 @@ impl Tx<'_> {
         Ok(())
     }
 
-    /// Explicit ACL entries on one inode.
+    /// ACL entries on one inode: the explicit ones, and its owner as an `owner` entry.
     pub fn acl(&self, ino: Ino) -> rusqlite::Result<Vec<Entry>> {
-        self.conn
+        let mut entries: Vec<Entry> = self
+            .conn
             .prepare_cached("SELECT subject, rights FROM acl WHERE ino = ?1 ORDER BY subject")?
             .query_map([ino], |r| {
                 Ok(Entry {
@@ -662,28 +668,56 @@ impl Tx<'_> {
                     rights: Rights::from_bits(r.get(1)?),
                 })
             })?
-            .collect()
+            .collect::<rusqlite::Result<_>>()?;
+        let owner: Option<String> = self
+            .conn
+            .prepare_cached("SELECT owner FROM inodes WHERE ino = ?1")?
+            .query_row([ino], |r| r.get(0))
+            .optional()?
+            .flatten();
+        if let Some(subject) = owner {
+            match entries.iter_mut().find(|e| e.subject == subject) {
+                Some(e) => e.rights = e.rights.union(Rights::OWNER),
+                None => entries.push(Entry {
+                    subject,
+                    rights: Rights::OWNER,
+                }),
+            }
+        }
+        Ok(entries)
     }
 
+    /// Sets a subject's entry. For the inode's owner it replaces the ownership: one subject
+    /// has one entry per inode.
     pub fn set_acl(&self, ino: Ino, subject: &str, rights: Rights) -> rusqlite::Result<()> {
         self.conn
             .prepare_cached("INSERT OR REPLACE INTO acl(ino, subject, rights) VALUES (?1, ?2, ?3)")?
             .execute(params![ino, subject, rights.bits()])?;
+        self.conn
+            .prepare_cached("UPDATE inodes SET owner = NULL WHERE ino = ?1 AND owner = ?2")?
+            .execute(params![ino, subject])?;
         Ok(())
     }
 
+    /// Removes a subject's entry, its ownership included.
     pub fn remove_acl(&self, ino: Ino, subject: &str) -> rusqlite::Result<bool> {
-        Ok(self
+        let explicit = self
             .conn
             .prepare_cached("DELETE FROM acl WHERE ino = ?1 AND subject = ?2")?
-            .execute(params![ino, subject])?
-            > 0)
+            .execute(params![ino, subject])?;
+        let owned = self
+            .conn
+            .prepare_cached("UPDATE inodes SET owner = NULL WHERE ino = ?1 AND owner = ?2")?
+            .execute(params![ino, subject])?;
+        Ok(explicit + owned > 0)
     }
 
-    /// Every subject named in any entry, for listings of effective rights.
+    /// Every subject named in any entry or owning any inode, for listings of effective rights.
     pub fn acl_subjects(&self) -> rusqlite::Result<Vec<String>> {
         self.conn
-            .prepare("SELECT DISTINCT subject FROM acl ORDER BY subject")?
+            .prepare(
+                "SELECT subject FROM acl UNION SELECT owner FROM inodes WHERE owner IS NOT NULL ORDER BY 1",
+            )?
             .query_map([], |r| r.get(0))?
             .collect()
     }

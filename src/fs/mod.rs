@@ -440,10 +440,10 @@ impl TenantFs {
             now,
             parent,
             target,
+            // The creator owns what it creates.
+            owner: Some(self.access.subject()),
         })?;
         tx.insert_entry(parent, name, ino, kind)?;
-        // The creator owns what it creates.
-        tx.set_acl(ino, self.access.subject(), Rights::OWNER)?;
         tx.touch(parent, now)?;
         if kind == Kind::Dir {
             tx.add_nlink(parent, 1)?;
