@@ -12,7 +12,7 @@ use crate::admin;
 use crate::catalog::NewKeySpec;
 use crate::daemon::{self, MountRequest};
 use crate::error::{Context, Error, Result};
-use crate::ids::{Scope, Subject, TenantId, parse_duration, parse_root};
+use crate::ids::{Scope, Subject, TenantId, parse_duration, parse_root, parse_size};
 use crate::keys;
 use crate::policy::EntrySpec;
 use crate::store::{InitOutcome, Store};
@@ -99,6 +99,14 @@ enum TenantCmd {
         /// Leave out the default `group:everyone:editor` entry on the root.
         #[arg(long)]
         private: bool,
+        #[command(flatten)]
+        limits: Limits,
+    },
+    /// Change a tenant's limits; live mounts apply them within a second.
+    Set {
+        id: TenantId,
+        #[command(flatten)]
+        limits: Limits,
     },
     /// List tenants.
     List {
@@ -111,6 +119,17 @@ enum TenantCmd {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// A tenant's quota. Sizes take K, M, G and T (powers of 1024); 0 is unlimited.
+#[derive(Args)]
+struct Limits {
+    /// Most bytes of file content the tenant may hold.
+    #[arg(long, value_parser = parse_size, value_name = "SIZE")]
+    max_bytes: Option<u64>,
+    /// Most files, directories and links the tenant may hold.
+    #[arg(long, value_name = "N")]
+    max_inodes: Option<u64>,
 }
 
 #[derive(Subcommand)]
@@ -296,12 +315,31 @@ fn dispatch(cli: Cli) -> Result<()> {
 
 fn tenant(store: &Store, cmd: TenantCmd) -> Result<()> {
     match cmd {
-        TenantCmd::Create { id, name, private } => {
+        TenantCmd::Set { id, limits } => {
+            if limits.max_bytes.is_none() && limits.max_inodes.is_none() {
+                return Err(Error::Usage(
+                    "nothing to set: pass --max-bytes SIZE and/or --max-inodes N".into(),
+                ));
+            }
+            store.catalog()?.tenant(&id)?;
+            store.set_limits(&id, limits.max_bytes, limits.max_inodes)?;
+            eprintln!("updated the limits of tenant {id}");
+            Ok(())
+        }
+        TenantCmd::Create {
+            id,
+            name,
+            private,
+            limits,
+        } => {
             let owner = (
                 nix::unistd::geteuid().as_raw(),
                 nix::unistd::getegid().as_raw(),
             );
             store.create_tenant(&id, name.as_deref().unwrap_or(id.as_str()), owner, private)?;
+            if limits.max_bytes.is_some() || limits.max_inodes.is_some() {
+                store.set_limits(&id, limits.max_bytes, limits.max_inodes)?;
+            }
             eprintln!("created tenant {id}");
             Ok(())
         }
@@ -356,6 +394,15 @@ fn tenant(store: &Store, cmd: TenantCmd) -> Result<()> {
             println!("keys:        {} ({} live)", keys.len(), live_keys);
             println!("bytes used:  {}", usage.bytes_used);
             println!("inodes used: {}", usage.inodes_used);
+            let limit = |n: u64| {
+                if n == 0 {
+                    "unlimited".to_string()
+                } else {
+                    n.to_string()
+                }
+            };
+            println!("max bytes:   {}", limit(usage.max_bytes));
+            println!("max inodes:  {}", limit(usage.max_inodes));
             Ok(())
         }
     }

@@ -90,6 +90,16 @@ pub fn check(store: &Store, tenant: &TenantId, repair: bool) -> Result<Report> {
             "inode {ino} was unlinked while open in mount {session}, which is gone; it is to be deleted"
         )));
     }
+    for session in meta
+        .read()
+        .reserving_sessions()?
+        .iter()
+        .filter(|s| !live.contains(*s))
+    {
+        findings.push(recoverable("crashed-reservation", format!(
+            "mount {session}, which is gone, still holds bytes reserved against the quota; they go back"
+        )));
+    }
     for ino in &gc {
         findings.push(recoverable(
             "pending-delete",

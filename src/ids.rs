@@ -141,6 +141,17 @@ impl FromStr for Scope {
     }
 }
 
+/// A size like `512K`, `100M`, `10G` or `1T` (powers of 1024), or plain bytes; 0 means
+/// unlimited where a limit is meant.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    parse_size::Config::new()
+        .with_binary()
+        .parse_size(s)
+        .map_err(|e| {
+            format!("invalid size {s:?} ({e}): write bytes or a number with K, M, G or T, e.g. 10G")
+        })
+}
+
 /// A duration like `90s`, `15m`, `12h` or `30d`.
 pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     let d = humantime::parse_duration(s)
@@ -213,6 +224,21 @@ mod tests {
         assert_eq!(parse_duration("30d").unwrap().as_secs(), 30 * 86400);
         assert!(parse_duration("soon").is_err());
         assert!(parse_duration("0s").is_err());
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("0").unwrap(), 0);
+        assert_eq!(parse_size("1536").unwrap(), 1536);
+        assert_eq!(parse_size("1K").unwrap(), 1024);
+        assert_eq!(parse_size("10G").unwrap(), 10 << 30);
+        assert_eq!(parse_size("1T").unwrap(), 1 << 40);
+        for bad in ["", "ten", "-1", "1X"] {
+            assert!(
+                parse_size(bad).unwrap_err().contains("K, M, G or T"),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

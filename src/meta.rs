@@ -20,7 +20,7 @@ use crate::fs::types::{Attr, DirEntry, Ino, Kind, ROOT_INO};
 use crate::policy::{Entry, Groups, Rights};
 use crate::time::Nanos;
 
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS inodes(
@@ -67,7 +67,20 @@ CREATE TABLE IF NOT EXISTS gc(ino INTEGER PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS usage(
     id INTEGER PRIMARY KEY CHECK (id = 1),
     bytes INTEGER NOT NULL,
-    inodes INTEGER NOT NULL
+    inodes INTEGER NOT NULL,
+    -- Bytes open files may still grow by, held against the byte limit.
+    reserved INTEGER NOT NULL DEFAULT 0
+);
+-- Limits by inode; the tenant's own limits are those of its root. 0 is unlimited.
+CREATE TABLE IF NOT EXISTS quotas(
+    ino INTEGER PRIMARY KEY,
+    max_bytes INTEGER NOT NULL DEFAULT 0,
+    max_inodes INTEGER NOT NULL DEFAULT 0
+);
+-- Bytes each live session holds reserved, so a dead session's can be given back.
+CREATE TABLE IF NOT EXISTS reservations(
+    session TEXT PRIMARY KEY,
+    bytes INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS info(key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS acl(
@@ -510,6 +523,91 @@ impl Tx<'_> {
         Ok(())
     }
 
+    /// The tenant's limits (its root's quota): (max bytes, max inodes), 0 for unlimited.
+    pub fn limits(&self) -> rusqlite::Result<(u64, u64)> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT max_bytes, max_inodes FROM quotas WHERE ino = ?1")?
+            .query_row([ROOT_INO], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?.max(0) as u64,
+                    r.get::<_, i64>(1)?.max(0) as u64,
+                ))
+            })
+            .optional()?
+            .unwrap_or((0, 0)))
+    }
+
+    pub fn set_limits(
+        &self,
+        max_bytes: Option<u64>,
+        max_inodes: Option<u64>,
+    ) -> rusqlite::Result<()> {
+        let (b, i) = self.limits()?;
+        self.conn.execute(
+            "INSERT OR REPLACE INTO quotas(ino, max_bytes, max_inodes) VALUES (?1, ?2, ?3)",
+            params![
+                ROOT_INO,
+                max_bytes.unwrap_or(b) as i64,
+                max_inodes.unwrap_or(i) as i64
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Bytes reserved by open files across all mounts.
+    pub fn reserved(&self) -> rusqlite::Result<u64> {
+        self.conn
+            .prepare_cached("SELECT reserved FROM usage WHERE id = 1")?
+            .query_row([], |r| Ok(r.get::<_, i64>(0)?.max(0) as u64))
+    }
+
+    /// Moves `bytes` (negative to give back) into this session's reservation.
+    pub fn add_reserved(&self, session: &str, bytes: i64) -> rusqlite::Result<()> {
+        if bytes == 0 {
+            return Ok(());
+        }
+        self.conn
+            .prepare_cached("UPDATE usage SET reserved = reserved + ?1 WHERE id = 1")?
+            .execute([bytes])?;
+        self.conn
+            .prepare_cached(
+                "INSERT INTO reservations(session, bytes) VALUES (?1, ?2)
+                 ON CONFLICT(session) DO UPDATE SET bytes = bytes + excluded.bytes",
+            )?
+            .execute(params![session, bytes])?;
+        Ok(())
+    }
+
+    /// Gives back everything a session held reserved (at its end, or after it died).
+    pub fn drop_reservations(&self, session: &str) -> rusqlite::Result<()> {
+        let held: Option<i64> = self
+            .conn
+            .query_row(
+                "SELECT bytes FROM reservations WHERE session = ?1",
+                [session],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if let Some(held) = held {
+            self.conn.execute(
+                "UPDATE usage SET reserved = MAX(0, reserved - ?1) WHERE id = 1",
+                [held],
+            )?;
+            self.conn
+                .execute("DELETE FROM reservations WHERE session = ?1", [session])?;
+        }
+        Ok(())
+    }
+
+    /// Sessions holding reservations.
+    pub fn reserving_sessions(&self) -> rusqlite::Result<Vec<String>> {
+        self.conn
+            .prepare("SELECT session FROM reservations")?
+            .query_map([], |r| r.get(0))?
+            .collect()
+    }
+
     /// (bytes, inodes) in use.
     pub fn usage(&self) -> rusqlite::Result<(u64, u64)> {
         self.conn
@@ -569,7 +667,10 @@ impl Tx<'_> {
     /// Sessions that left writers or orphans behind.
     pub fn sessions_with_state(&self) -> rusqlite::Result<Vec<String>> {
         self.conn
-            .prepare("SELECT session FROM writers UNION SELECT session FROM orphans")?
+            .prepare(
+                "SELECT session FROM writers UNION SELECT session FROM orphans
+                 UNION SELECT session FROM reservations",
+            )?
             .query_map([], |r| r.get(0))?
             .collect()
     }
@@ -589,6 +690,7 @@ impl Tx<'_> {
     }
 
     pub fn forget_session(&self, session: &str) -> rusqlite::Result<()> {
+        self.drop_reservations(session)?;
         self.conn
             .execute("DELETE FROM writers WHERE session = ?1", [session])?;
         self.conn

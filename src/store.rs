@@ -39,6 +39,9 @@ pub enum InitOutcome {
 pub struct TenantUsage {
     pub bytes_used: u64,
     pub inodes_used: u64,
+    /// 0 is unlimited.
+    pub max_bytes: u64,
+    pub max_inodes: u64,
 }
 
 fn mkdir_private(path: &Path) -> Result<()> {
@@ -157,10 +160,33 @@ impl Store {
     pub fn usage(&self, id: &TenantId) -> Result<TenantUsage> {
         let meta = self.open_meta(id)?;
         let (bytes_used, inodes_used) = meta.read().usage()?;
+        let (max_bytes, max_inodes) = meta.read().limits()?;
         Ok(TenantUsage {
             bytes_used,
             inodes_used,
+            max_bytes,
+            max_inodes,
         })
+    }
+
+    /// Sets a tenant's limits (`None` keeps one as it is, 0 is unlimited). Live mounts pick
+    /// them up at their next check.
+    pub fn set_limits(
+        &self,
+        id: &TenantId,
+        max_bytes: Option<u64>,
+        max_inodes: Option<u64>,
+    ) -> Result<()> {
+        let mut meta = self.open_meta(id)?;
+        meta.write(|tx| -> rusqlite::Result<()> {
+            tx.set_limits(max_bytes, max_inodes)?;
+            tx.bump_policy()
+        })?;
+        self.catalog()?.audit(
+            "tenant.limits",
+            Some(id.as_str()),
+            &format!("max_bytes={max_bytes:?} max_inodes={max_inodes:?}"),
+        )
     }
 
     /// Walks a key root like `/a/b` to its directory inode.

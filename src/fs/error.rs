@@ -39,6 +39,8 @@ pub enum FsError {
     TooBig,
     #[error("file too large")]
     FileTooLarge,
+    #[error("quota exceeded")]
+    Quota,
     #[error("permission denied by the tenant's ACL")]
     Denied,
     #[error("resource busy")]
@@ -75,6 +77,7 @@ impl FsError {
             FsError::TooManyLinks => libc::EMLINK,
             FsError::TooBig => libc::E2BIG,
             FsError::FileTooLarge => libc::EFBIG,
+            FsError::Quota => libc::EDQUOT,
             FsError::Denied => libc::EACCES,
             FsError::Busy => libc::EBUSY,
             FsError::Revoked => libc::EKEYREVOKED,

@@ -66,7 +66,12 @@ struct FileState {
     mtime: Nanos,
     ctime: Nanos,
     dirty: bool,
+    /// Bytes held against the byte limit for growth past `db_size`.
+    reserved: u64,
 }
+
+/// Bytes a file reserves at a time against a byte limit (more when one write needs more).
+const RESERVE_CHUNK: u64 = 4 << 20;
 
 /// What a new inode is.
 struct Node<'a> {
@@ -96,6 +101,8 @@ pub struct TenantFs {
     read_only: bool,
     access: Access,
     audit: Option<AuditLog>,
+    /// The tenant's (max bytes, max inodes), 0 unlimited; re-read with the policy.
+    limits: Mutex<(u64, u64)>,
     session: String,
     state: AtomicU8,
     open: Mutex<HashMap<Ino, OpenEntry>>,
@@ -172,6 +179,7 @@ impl TenantFs {
         let reaped = Arc::new(Mutex::new(Vec::new()));
         let reaper = Reaper::start(objects.clone(), reaped.clone());
         let access = Access::new(&spec.subject, spec.scope == Scope::Admin, &meta.read())?;
+        let limits = Mutex::new(meta.read().limits()?);
         Ok(TenantFs {
             meta: Mutex::new(meta),
             objects,
@@ -179,6 +187,7 @@ impl TenantFs {
             read_only: spec.scope == Scope::Read,
             access,
             audit: spec.audit.map(AuditLog::new),
+            limits,
             session,
             state: AtomicU8::new(LIVE),
             open: Mutex::new(HashMap::new()),
@@ -418,6 +427,16 @@ impl TenantFs {
         }
         if kind == Kind::Dir && p.nlink >= LINK_MAX {
             return Err(FsError::TooManyLinks);
+        }
+        let (max_bytes, max_inodes) = tx.limits()?;
+        if max_bytes > 0 || max_inodes > 0 {
+            let (bytes, inodes) = tx.usage()?;
+            let extra = target.map_or(0, |t| t.len() as u64);
+            if (max_inodes > 0 && inodes >= max_inodes)
+                || (max_bytes > 0 && bytes + tx.reserved()? + extra > max_bytes)
+            {
+                return Err(FsError::Quota);
+            }
         }
         // A setgid directory hands its group down, and its setgid bit to subdirectories.
         let (gid, perm) = if p.perm & libc::S_ISGID as u16 != 0 {
@@ -885,6 +904,7 @@ impl TenantFs {
                 mtime: a.mtime,
                 ctime: a.ctime,
                 dirty: false,
+                reserved: 0,
             }),
             orphan: AtomicBool::new(a.nlink == 0),
         });
@@ -913,9 +933,10 @@ impl TenantFs {
         let mut st = obj.st.lock();
         // The `writers` row stays until unmount: a stale row only makes recovery re-read a
         // size that is already right, and keeping it saves a transaction per close.
-        if st.dirty || orphan {
+        if st.dirty || orphan || st.reserved > 0 {
             self.transact(|tx| {
-                Self::write_back(tx, obj.ino, &mut st)?;
+                self.write_back(tx, obj.ino, &mut st)?;
+                self.unreserve(tx, &mut st)?;
                 if orphan {
                     tx.delete_inode(obj.ino, st.size)?;
                 }
@@ -931,21 +952,59 @@ impl TenantFs {
     }
 
     /// Records live size and times in the database.
-    fn write_back(tx: &Tx<'_>, ino: Ino, st: &mut FileState) -> FsResult<()> {
+    /// Records live size and times in the database; growth moves from reserved to used.
+    fn write_back(&self, tx: &Tx<'_>, ino: Ino, st: &mut FileState) -> FsResult<()> {
         if !st.dirty {
             return Ok(());
         }
         tx.set_size(ino, st.size, st.mtime, st.ctime)?;
         tx.add_usage(st.size as i64 - st.db_size as i64, 0)?;
+        let consumed = st.size.saturating_sub(st.db_size).min(st.reserved);
+        tx.add_reserved(&self.session, -(consumed as i64))?;
+        st.reserved -= consumed;
         st.db_size = st.size;
         st.dirty = false;
         Ok(())
     }
 
+    /// Gives back what a file holds reserved beyond its size.
+    fn unreserve(&self, tx: &Tx<'_>, st: &mut FileState) -> FsResult<()> {
+        tx.add_reserved(&self.session, -(st.reserved as i64))?;
+        st.reserved = 0;
+        Ok(())
+    }
+
+    /// Makes room under the byte limit for the file to reach `want` bytes, reserving in
+    /// chunks so most writes need no transaction. Returns how far it may grow: `want`, or
+    /// less when the limit is near. The caller holds `st`.
+    fn reserve(&self, st: &mut FileState, want: u64) -> FsResult<u64> {
+        let covered = st.db_size + st.reserved;
+        if want <= covered || self.limits.lock().0 == 0 {
+            return Ok(want);
+        }
+        self.transact(|tx| {
+            let (max, _) = tx.limits()?;
+            if max == 0 {
+                return Ok(want);
+            }
+            let (used, _) = tx.usage()?;
+            let avail = max.saturating_sub(used + tx.reserved()?);
+            let got = (want - covered).max(RESERVE_CHUNK).min(avail);
+            tx.add_reserved(&self.session, got as i64)?;
+            st.reserved += got;
+            Ok(covered + got)
+        })
+    }
+
+    /// Writes back live state and gives back unused reservation, at close (flush) and fsync,
+    /// so what `df` and other mounts see is settled by the time close returns.
     fn persist(&self, obj: &OpenObject) -> FsResult<()> {
         let mut st = obj.st.lock();
-        if st.dirty {
-            self.transact(|tx| Self::write_back(tx, obj.ino, &mut st))?;
+        if st.dirty || st.reserved > 0 {
+            self.transact(|tx| {
+                self.write_back(tx, obj.ino, &mut st)?;
+                self.unreserve(tx, &mut st)
+            })?;
         }
         Ok(())
     }
@@ -977,13 +1036,16 @@ impl TenantFs {
             return Err(FsError::FileTooLarge);
         }
         let mut st = obj.st.lock();
+        if self.reserve(&mut st, size)? < size {
+            return Err(FsError::Quota);
+        }
         self.mark(obj)?;
         self.data(obj)?.set_len(size)?;
         st.size = size;
         st.mtime = now;
         st.ctime = now;
         st.dirty = true;
-        self.transact(|tx| Self::write_back(tx, obj.ino, &mut st))
+        self.transact(|tx| self.write_back(tx, obj.ino, &mut st))
     }
 
     pub fn open(&self, ino: Ino, flags: i32) -> FsResult<u64> {
@@ -1053,6 +1115,7 @@ impl TenantFs {
                 mtime: a.mtime,
                 ctime: a.ctime,
                 dirty: false,
+                reserved: 0,
             }),
             orphan: AtomicBool::new(false),
         });
@@ -1095,10 +1158,18 @@ impl TenantFs {
         let obj = &h.obj;
         let mut st = obj.st.lock();
         let offset = if h.append { st.size } else { offset };
-        let end = offset
+        let mut end = offset
             .checked_add(data.len() as u64)
             .filter(|&e| e <= i64::MAX as u64)
             .ok_or(FsError::FileTooLarge)?;
+        if end > st.size {
+            // Up to the byte limit and no further: a partial write, as POSIX allows.
+            end = end.min(self.reserve(&mut st, end)?);
+            if end <= offset {
+                return Err(FsError::Quota);
+            }
+        }
+        let data = &data[..(end - offset) as usize];
         self.mark(obj)?;
         self.data(obj)?.write_all_at(data, offset)?;
         let now = now_nanos();
@@ -1150,6 +1221,12 @@ impl TenantFs {
             .ok_or(FsError::FileTooLarge)?;
         let obj = &h.obj;
         let mut st = obj.st.lock();
+        if mode & libc::FALLOC_FL_KEEP_SIZE == 0
+            && end > st.size
+            && self.reserve(&mut st, end)? < end
+        {
+            return Err(FsError::Quota);
+        }
         self.mark(obj)?;
         self.data(obj)?.allocate(mode, offset, len)?;
         let now = now_nanos();
@@ -1275,17 +1352,37 @@ impl TenantFs {
 
     pub fn statfs(&self) -> FsResult<StatFs> {
         self.live()?;
-        let (bytes, inodes) = self.meta.lock().read().usage()?;
+        let ((bytes, inodes), reserved, (max_bytes, max_inodes)) = {
+            let meta = self.meta.lock();
+            let tx = meta.read();
+            (tx.usage()?, tx.reserved()?, tx.limits()?)
+        };
         let space = self.objects.space()?;
         let bsize = 4096u64;
         let used = bytes.div_ceil(bsize);
-        let free = space.avail_bytes / bsize;
+        let disk_free = space.avail_bytes / bsize;
+        // With a quota, df shows it: its size, and what is left of it (never more than the
+        // disk has); without one, the disk's free space beside this tenant's usage.
+        let (blocks, free) = if max_bytes > 0 {
+            let left = max_bytes.saturating_sub(bytes + reserved) / bsize;
+            (max_bytes / bsize, left.min(disk_free))
+        } else {
+            (used + disk_free, disk_free)
+        };
+        let (files, ffree) = if max_inodes > 0 {
+            (
+                max_inodes,
+                max_inodes.saturating_sub(inodes).min(space.avail_files),
+            )
+        } else {
+            (inodes + space.avail_files, space.avail_files)
+        };
         Ok(StatFs {
-            blocks: used + free,
+            blocks,
             bfree: free,
             bavail: free,
-            files: inodes + space.avail_files,
-            ffree: space.avail_files,
+            files,
+            ffree,
             bsize: bsize as u32,
         })
     }
@@ -1341,7 +1438,10 @@ impl TenantFs {
     /// Picks up ACL and group changes made elsewhere; true if there were any. The daemon
     /// calls this every check interval and then drops the kernel's cached attributes.
     pub fn refresh_policy(&self) -> FsResult<bool> {
-        Ok(self.access.refresh(&self.meta.lock().read())?)
+        let meta = self.meta.lock();
+        let tx = meta.read();
+        *self.limits.lock() = tx.limits()?;
+        Ok(self.access.refresh(&tx)?)
     }
 
     fn user_namespace(name: &[u8]) -> bool {
