@@ -14,21 +14,27 @@ export TENANTFS_STORE="$work/store"
 cleanup() {
   "$tfs" umount "$work/tenantfs" 2>/dev/null || true
   "$tfs" umount "$work/tenantfs-acl" 2>/dev/null || true
+  "$tfs" umount "$work/tenantfs-quota" 2>/dev/null || true
   umount "$work/bindfs" 2>/dev/null || fusermount3 -u "$work/bindfs" 2>/dev/null || true
   rm -rf "$work"
 }
 trap cleanup EXIT
 
-mkdir -p "$work/native" "$work/bindfs-src" "$work/bindfs" "$work/tenantfs" "$work/tenantfs-acl"
+mkdir -p "$work/native" "$work/bindfs-src" "$work/bindfs" "$work/tenantfs" "$work/tenantfs-acl" "$work/tenantfs-quota"
 bindfs "$work/bindfs-src" "$work/bindfs"
 "$tfs" init 2>/dev/null
 # tenantfs: an admin key, so no ACL is checked ("ACLs off").
 "$tfs" tenant create bench 2>/dev/null
 "$tfs" key create --tenant bench --subject user:bench --scope admin > "$work/bench.key" 2>/dev/null
 "$tfs" mount "$work/tenantfs" --key-file "$work/bench.key"
-# tenantfs-acl: an agent whose rights come through 10 nested groups, in a tenant with 1,000
-# ACL entries for other subjects on a tree beside the benchmark's.
-"$tfs" tenant create bench-acl --private 2>/dev/null
+# tenantfs-quota: the same admin key, with a quota set, so every write goes through
+# reservations (compare with tenantfs: no quota).
+"$tfs" tenant create bench-quota --max-bytes 1T --max-inodes 100000000 2>/dev/null
+"$tfs" key create --tenant bench-quota --subject user:bench --scope admin > "$work/bench-quota.key" 2>/dev/null
+"$tfs" mount "$work/tenantfs-quota" --key-file "$work/bench-quota.key"
+# tenantfs-acl: every tenant check on: an agent whose rights come through 10 nested groups,
+# in a tenant with a quota and 1,000 ACL entries for other subjects beside the benchmark's.
+"$tfs" tenant create bench-acl --private --max-bytes 1T --max-inodes 100000000 2>/dev/null
 for i in $(seq 0 8); do "$tfs" group add --tenant bench-acl "group:g$i" "group:g$((i + 1))" 2>/dev/null; done
 "$tfs" group add --tenant bench-acl group:g9 agent:bench 2>/dev/null
 "$tfs" acl set --tenant bench-acl / group:g0:editor 2>/dev/null
@@ -44,6 +50,6 @@ done
 echo "tenantfs $("$tfs" --version | cut -d' ' -f2), $(uname -r), $(nproc) cores" >&2
 python3 scripts/bench.py --work "$work" --rounds "$rounds" \
   --target native="$work/native" --target bindfs="$work/bindfs" --target tenantfs="$work/tenantfs" \
-  --target tenantfs-acl="$work/tenantfs-acl" \
-  --compare tenantfs/bindfs --compare tenantfs-acl/tenantfs \
+  --target tenantfs-acl="$work/tenantfs-acl" --target tenantfs-quota="$work/tenantfs-quota" \
+  --compare tenantfs/bindfs --compare tenantfs-acl/tenantfs --compare tenantfs-quota/tenantfs \
   ${BENCH_JSON:+--json "$BENCH_JSON"}

@@ -72,6 +72,8 @@ struct FileState {
 
 /// Bytes a file reserves at a time against a byte limit (more when one write needs more).
 const RESERVE_CHUNK: u64 = 4 << 20;
+/// The most a file reserves at a time.
+const RESERVE_CHUNK_MAX: u64 = 64 << 20;
 
 /// What a new inode is.
 struct Node<'a> {
@@ -989,7 +991,10 @@ impl TenantFs {
             }
             let (used, _) = tx.usage()?;
             let avail = max.saturating_sub(used + tx.reserved()?);
-            let got = (want - covered).max(RESERVE_CHUNK).min(avail);
+            // A growing file reserves as much as it already has (4 to 64 MiB), so a long
+            // stream needs a handful of transactions, not one per 4 MiB.
+            let chunk = st.size.clamp(RESERVE_CHUNK, RESERVE_CHUNK_MAX);
+            let got = (want - covered).max(chunk).min(avail);
             tx.add_reserved(&self.session, got as i64)?;
             st.reserved += got;
             Ok(covered + got)
