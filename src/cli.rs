@@ -56,6 +56,14 @@ enum Command {
     /// Manage a tenant's groups.
     #[command(subcommand)]
     Group(GroupCmd),
+    /// Usage and metering per tenant: space and files against limits, ops and bytes read and
+    /// written since creation and by hour for the last 7 days.
+    Usage {
+        #[arg(long)]
+        tenant: Option<TenantId>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Read a tenant's audit log of denials.
     Audit {
         #[arg(long)]
@@ -300,6 +308,7 @@ fn dispatch(cli: Cli) -> Result<()> {
         Command::Umount { mountpoint, lazy } => daemon::umount(&mountpoint, lazy),
         Command::Acl(cmd) => acl(&Store::open(&store_path)?, cmd),
         Command::Group(cmd) => group(&Store::open(&store_path)?, cmd),
+        Command::Usage { tenant, json } => usage(&Store::open(&store_path)?, tenant, json),
         Command::Audit {
             tenant,
             since,
@@ -597,6 +606,98 @@ fn group(store: &Store, cmd: GroupCmd) -> Result<()> {
             Ok(())
         }
     }
+}
+
+#[derive(Serialize)]
+struct Hour {
+    hour: String,
+    ops: u64,
+    bytes_read: u64,
+    bytes_written: u64,
+}
+
+#[derive(Serialize)]
+struct UsageReport {
+    tenant: String,
+    bytes_used: u64,
+    inodes_used: u64,
+    /// 0 is unlimited.
+    max_bytes: u64,
+    max_inodes: u64,
+    ops: u64,
+    bytes_read: u64,
+    bytes_written: u64,
+    /// The last 7 days, by hour, hours with activity only.
+    hourly: Vec<Hour>,
+}
+
+fn usage(store: &Store, tenant: Option<TenantId>, json: bool) -> Result<()> {
+    let tenants: Vec<TenantId> = match tenant {
+        Some(t) => {
+            store.catalog()?.tenant(&t)?;
+            vec![t]
+        }
+        None => store
+            .catalog()?
+            .tenants()?
+            .into_iter()
+            .map(|t| t.id.parse().map_err(Error::Usage))
+            .collect::<Result<_>>()?,
+    };
+    let week_ago = crate::time::now_secs() - 7 * 24 * 3600;
+    let mut reports = Vec::new();
+    for t in tenants {
+        let u = store.usage(&t)?;
+        let rows = store.open_meta(&t)?.read().metering(0)?;
+        let total = |f: fn(&(i64, u64, u64, u64)) -> u64| rows.iter().map(f).sum::<u64>();
+        reports.push(UsageReport {
+            tenant: t.to_string(),
+            bytes_used: u.bytes_used,
+            inodes_used: u.inodes_used,
+            max_bytes: u.max_bytes,
+            max_inodes: u.max_inodes,
+            ops: total(|r| r.1),
+            bytes_read: total(|r| r.2),
+            bytes_written: total(|r| r.3),
+            hourly: rows
+                .iter()
+                .filter(|r| r.0 >= week_ago)
+                .map(|r| Hour {
+                    hour: crate::time::format_secs(r.0),
+                    ops: r.1,
+                    bytes_read: r.2,
+                    bytes_written: r.3,
+                })
+                .collect(),
+        });
+    }
+    if json {
+        return print_json(&reports);
+    }
+    let limit = |used: u64, max: u64| {
+        if max == 0 {
+            used.to_string()
+        } else {
+            format!("{used}/{max}")
+        }
+    };
+    table(
+        &["TENANT", "BYTES", "INODES", "OPS", "READ", "WRITTEN"],
+        reports
+            .iter()
+            .map(|r| {
+                vec![
+                    r.tenant.clone(),
+                    limit(r.bytes_used, r.max_bytes),
+                    limit(r.inodes_used, r.max_inodes),
+                    r.ops.to_string(),
+                    r.bytes_read.to_string(),
+                    r.bytes_written.to_string(),
+                ]
+            })
+            .collect(),
+    );
+    Ok(())
 }
 
 fn audit(store: &Store, tenant: &TenantId, since: Option<String>, json: bool) -> Result<()> {

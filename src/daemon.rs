@@ -31,6 +31,8 @@ use crate::time::now_secs;
 
 /// How often a live mount re-reads its key's standing.
 const RECHECK: Duration = Duration::from_millis(400);
+/// Metering is written every this many checks (2 s).
+const METER_TICKS: u64 = 5;
 
 pub struct MountRequest {
     pub mountpoint: PathBuf,
@@ -264,8 +266,13 @@ struct Watch {
 impl Watch {
     fn run(self) {
         let mut catalog = None;
-        loop {
+        for tick in 1u64.. {
             std::thread::sleep(RECHECK);
+            if tick % METER_TICKS == 0
+                && let Err(e) = self.shared.core.flush_meter()
+            {
+                tracing::warn!(error = %e, "cannot record metering; keeping the counts");
+            }
             if let Some(why) = self.check(&mut catalog) {
                 self.stop(why);
             }

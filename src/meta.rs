@@ -77,6 +77,13 @@ CREATE TABLE IF NOT EXISTS quotas(
     max_bytes INTEGER NOT NULL DEFAULT 0,
     max_inodes INTEGER NOT NULL DEFAULT 0
 );
+-- Metered activity by hour (Unix seconds at the start of the hour), for billing.
+CREATE TABLE IF NOT EXISTS metering(
+    hour INTEGER PRIMARY KEY,
+    ops INTEGER NOT NULL,
+    bytes_read INTEGER NOT NULL,
+    bytes_written INTEGER NOT NULL
+);
 -- Bytes each live session holds reserved, so a dead session's can be given back.
 CREATE TABLE IF NOT EXISTS reservations(
     session TEXT PRIMARY KEY,
@@ -553,6 +560,35 @@ impl Tx<'_> {
             ],
         )?;
         Ok(())
+    }
+
+    /// Adds metered activity to an hour's row.
+    pub fn add_metering(
+        &self,
+        hour: i64,
+        ops: u64,
+        read: u64,
+        written: u64,
+    ) -> rusqlite::Result<()> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO metering(hour, ops, bytes_read, bytes_written) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT(hour) DO UPDATE SET ops = ops + excluded.ops,
+                     bytes_read = bytes_read + excluded.bytes_read,
+                     bytes_written = bytes_written + excluded.bytes_written",
+            )?
+            .execute(params![hour, ops as i64, read as i64, written as i64])?;
+        Ok(())
+    }
+
+    /// Metered hours from `since` (Unix seconds) on, oldest first: (hour, ops, read, written).
+    pub fn metering(&self, since: i64) -> rusqlite::Result<Vec<(i64, u64, u64, u64)>> {
+        self.conn
+            .prepare("SELECT hour, ops, bytes_read, bytes_written FROM metering WHERE hour >= ?1 ORDER BY hour")?
+            .query_map([since], |r| {
+                Ok((r.get(0)?, r.get::<_, i64>(1)? as u64, r.get::<_, i64>(2)? as u64, r.get::<_, i64>(3)? as u64))
+            })?
+            .collect()
     }
 
     /// Bytes reserved by open files across all mounts.

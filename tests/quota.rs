@@ -270,3 +270,61 @@ fn a_dead_mounts_reservation_comes_back() {
     fs::write(m.p("fill"), vec![0u8; (16 * MIB - 2000) as usize]).unwrap();
     assert_eq!(show(&env, "acme")["bytes_used"].as_u64(), Some(16 * MIB));
 }
+
+fn usage(env: &Env, tenant: &str) -> serde_json::Value {
+    let all: serde_json::Value =
+        serde_json::from_str(&env.ok(&["usage", "--tenant", tenant, "--json"])).unwrap();
+    all[0].clone()
+}
+
+#[test]
+fn metering_counts_a_known_workload_exactly() {
+    let env = Env::new();
+    env.ok(&[
+        "tenant",
+        "create",
+        "acme",
+        "--max-bytes",
+        "1G",
+        "--max-inodes",
+        "1000",
+    ]);
+    env.tenant("quiet");
+    let (key, _) = env.key("acme", "user:alice", &[]);
+    let m = env.mount("m", &key, &[]);
+    for i in 0..5 {
+        fs::write(m.p(&format!("f{i}")), vec![i as u8; 100_000]).unwrap();
+    }
+    for i in 0..5 {
+        assert_eq!(fs::read(m.p(&format!("f{i}"))).unwrap().len(), 100_000);
+    }
+    // A live mount publishes its counters every few seconds, without unmounting.
+    let live = wait_until(Duration::from_secs(5), || {
+        usage(&env, "acme")["bytes_written"] == 500_000
+    });
+    assert!(live.is_some(), "{}", usage(&env, "acme"));
+    fs::read(m.p("f0")).unwrap();
+    drop(m);
+    let u = usage(&env, "acme");
+    assert_eq!(u["bytes_written"], 500_000);
+    assert_eq!(u["bytes_read"], 600_000);
+    assert_eq!(
+        (u["bytes_used"].as_u64(), u["inodes_used"].as_u64()),
+        (Some(500_000), Some(6))
+    );
+    assert_eq!(
+        (u["max_bytes"].as_u64(), u["max_inodes"].as_u64()),
+        (Some(1 << 30), Some(1000))
+    );
+    assert!(u["ops"].as_u64().unwrap() >= 20, "{u}");
+    let hourly = u["hourly"].as_array().unwrap();
+    assert_eq!(hourly.len(), 1);
+    assert_eq!(hourly[0]["bytes_written"], 500_000);
+    // Another tenant's activity is its own.
+    assert_eq!(usage(&env, "quiet")["ops"], 0);
+    let table = env.ok(&["usage"]);
+    assert!(
+        table.contains("acme") && table.contains("500000/1073741824"),
+        "{table}"
+    );
+}

@@ -105,6 +105,8 @@ pub struct TenantFs {
     audit: Option<AuditLog>,
     /// The tenant's (max bytes, max inodes), 0 unlimited; re-read with the policy.
     limits: Mutex<(u64, u64)>,
+    /// Activity not yet written to the `metering` table.
+    meter: Meter,
     session: String,
     state: AtomicU8,
     open: Mutex<HashMap<Ino, OpenEntry>>,
@@ -190,6 +192,7 @@ impl TenantFs {
             access,
             audit: spec.audit.map(AuditLog::new),
             limits,
+            meter: Meter::default(),
             session,
             state: AtomicU8::new(LIVE),
             open: Mutex::new(HashMap::new()),
@@ -220,6 +223,8 @@ impl TenantFs {
     }
 
     fn live(&self) -> FsResult<()> {
+        // Every op but release passes here: the one place that counts them.
+        self.meter.ops.fetch_add(1, Ordering::Relaxed);
         match self.state.load(Ordering::Relaxed) {
             LIVE => Ok(()),
             REVOKED => Err(FsError::Revoked),
@@ -1150,6 +1155,9 @@ impl TenantFs {
             // Past the object's end reads as zeros, like a hole.
             data.read_at(&mut buf, offset)?;
         }
+        self.meter
+            .bytes_read
+            .fetch_add(buf.len() as u64, Ordering::Relaxed);
         Ok(buf)
     }
 
@@ -1182,6 +1190,9 @@ impl TenantFs {
         st.mtime = now;
         st.ctime = now;
         st.dirty = true;
+        self.meter
+            .bytes_written
+            .fetch_add(data.len() as u64, Ordering::Relaxed);
         Ok(data.len() as u32)
     }
 
@@ -1549,8 +1560,33 @@ impl TenantFs {
         })
     }
 
+    /// Moves counted activity into the current hour's `metering` row. The daemon calls this
+    /// every few seconds and at unmount; a crash loses at most what came since the last call.
+    pub fn flush_meter(&self) -> FsResult<()> {
+        let ops = self.meter.ops.swap(0, Ordering::Relaxed);
+        let read = self.meter.bytes_read.swap(0, Ordering::Relaxed);
+        let written = self.meter.bytes_written.swap(0, Ordering::Relaxed);
+        if ops == 0 && read == 0 && written == 0 {
+            return Ok(());
+        }
+        let hour = crate::time::now_secs() / 3600 * 3600;
+        let res = self.transact(|tx| Ok(tx.add_metering(hour, ops, read, written)?));
+        if res.is_err() {
+            // Keep the counts for the next try rather than lose them.
+            self.meter.ops.fetch_add(ops, Ordering::Relaxed);
+            self.meter.bytes_read.fetch_add(read, Ordering::Relaxed);
+            self.meter
+                .bytes_written
+                .fetch_add(written, Ordering::Relaxed);
+        }
+        res
+    }
+
     /// Writes back every open file; called when the mount ends.
     pub fn shutdown(&self) {
+        if let Err(e) = self.flush_meter() {
+            tracing::warn!(error = %e, "metering flush at unmount failed");
+        }
         self.settle();
         let handles: Vec<u64> = self.handles.read().keys().copied().collect();
         for fh in handles {
@@ -1613,4 +1649,12 @@ impl Reaper {
             std::thread::sleep(std::time::Duration::from_millis(1));
         }
     }
+}
+
+/// Counters of metered activity, moved to the database by [`TenantFs::flush_meter`].
+#[derive(Default)]
+struct Meter {
+    ops: AtomicU64,
+    bytes_read: AtomicU64,
+    bytes_written: AtomicU64,
 }
