@@ -138,6 +138,31 @@ struct Limits {
     /// Most files, directories and links the tenant may hold.
     #[arg(long, value_name = "N")]
     max_inodes: Option<u64>,
+    /// Ops a second across all the tenant's mounts; more are delayed, not failed.
+    #[arg(long, value_name = "N")]
+    max_ops_per_sec: Option<u64>,
+    /// Bytes read and written a second across all the tenant's mounts; more are delayed.
+    #[arg(long, value_parser = parse_size, value_name = "SIZE")]
+    max_bytes_per_sec: Option<u64>,
+}
+
+impl Limits {
+    fn any(&self) -> bool {
+        self.max_bytes.is_some()
+            || self.max_inodes.is_some()
+            || self.max_ops_per_sec.is_some()
+            || self.max_bytes_per_sec.is_some()
+    }
+
+    fn apply(&self, store: &Store, id: &TenantId) -> Result<()> {
+        store.set_limits(
+            id,
+            self.max_bytes,
+            self.max_inodes,
+            self.max_ops_per_sec,
+            self.max_bytes_per_sec,
+        )
+    }
 }
 
 #[derive(Subcommand)]
@@ -325,13 +350,13 @@ fn dispatch(cli: Cli) -> Result<()> {
 fn tenant(store: &Store, cmd: TenantCmd) -> Result<()> {
     match cmd {
         TenantCmd::Set { id, limits } => {
-            if limits.max_bytes.is_none() && limits.max_inodes.is_none() {
+            if !limits.any() {
                 return Err(Error::Usage(
-                    "nothing to set: pass --max-bytes SIZE and/or --max-inodes N".into(),
+                    "nothing to set: pass --max-bytes, --max-inodes, --max-ops-per-sec or --max-bytes-per-sec".into(),
                 ));
             }
             store.catalog()?.tenant(&id)?;
-            store.set_limits(&id, limits.max_bytes, limits.max_inodes)?;
+            limits.apply(store, &id)?;
             eprintln!("updated the limits of tenant {id}");
             Ok(())
         }
@@ -346,8 +371,8 @@ fn tenant(store: &Store, cmd: TenantCmd) -> Result<()> {
                 nix::unistd::getegid().as_raw(),
             );
             store.create_tenant(&id, name.as_deref().unwrap_or(id.as_str()), owner, private)?;
-            if limits.max_bytes.is_some() || limits.max_inodes.is_some() {
-                store.set_limits(&id, limits.max_bytes, limits.max_inodes)?;
+            if limits.any() {
+                limits.apply(store, &id)?;
             }
             eprintln!("created tenant {id}");
             Ok(())

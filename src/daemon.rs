@@ -215,8 +215,12 @@ fn serve_inner(
     let _ = shared.notifier.set(fuse.notifier());
     let pidfile = PidFile::create(mountpoint)?;
 
+    let _ = shared
+        .core
+        .refresh_rates(crate::store::live_sessions(store, &principal.tenant).len());
     let watch = Watch {
         store: store.path().to_path_buf(),
+        sessions: store.tenant_dir(&principal.tenant).join("sessions"),
         key_id: principal.key_id.clone(),
         expires_at: principal.expires_at,
         shared: shared.clone(),
@@ -257,6 +261,8 @@ fn wait_for_signal(signals: SigSet, shared: Arc<Shared>, mountpoint: PathBuf) {
 
 struct Watch {
     store: PathBuf,
+    /// The tenant's sessions folder, to count its live mounts.
+    sessions: PathBuf,
     key_id: String,
     expires_at: Option<i64>,
     shared: Arc<Shared>,
@@ -268,10 +274,14 @@ impl Watch {
         let mut catalog = None;
         for tick in 1u64.. {
             std::thread::sleep(RECHECK);
-            if tick % METER_TICKS == 0
-                && let Err(e) = self.shared.core.flush_meter()
-            {
-                tracing::warn!(error = %e, "cannot record metering; keeping the counts");
+            if tick % METER_TICKS == 0 {
+                if let Err(e) = self.shared.core.flush_meter() {
+                    tracing::warn!(error = %e, "cannot record metering; keeping the counts");
+                }
+                let mounts = crate::store::live_sessions_in(&self.sessions).len();
+                if let Err(e) = self.shared.core.refresh_rates(mounts) {
+                    tracing::warn!(error = %e, "cannot re-read rate limits");
+                }
             }
             if let Some(why) = self.check(&mut catalog) {
                 self.stop(why);

@@ -20,7 +20,7 @@ use crate::fs::types::{Attr, DirEntry, Ino, Kind, ROOT_INO};
 use crate::policy::{Entry, Groups, Rights};
 use crate::time::Nanos;
 
-const SCHEMA_VERSION: i64 = 3;
+const SCHEMA_VERSION: i64 = 4;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS inodes(
@@ -75,7 +75,10 @@ CREATE TABLE IF NOT EXISTS usage(
 CREATE TABLE IF NOT EXISTS quotas(
     ino INTEGER PRIMARY KEY,
     max_bytes INTEGER NOT NULL DEFAULT 0,
-    max_inodes INTEGER NOT NULL DEFAULT 0
+    max_inodes INTEGER NOT NULL DEFAULT 0,
+    -- Rates the tenant is throttled to, across its mounts (root row only). 0 is unlimited.
+    ops_per_sec INTEGER NOT NULL DEFAULT 0,
+    bytes_per_sec INTEGER NOT NULL DEFAULT 0
 );
 -- Metered activity by hour (Unix seconds at the start of the hour), for billing.
 CREATE TABLE IF NOT EXISTS metering(
@@ -551,13 +554,41 @@ impl Tx<'_> {
         max_inodes: Option<u64>,
     ) -> rusqlite::Result<()> {
         let (b, i) = self.limits()?;
+        self.conn
+            .execute("INSERT OR IGNORE INTO quotas(ino) VALUES (?1)", [ROOT_INO])?;
         self.conn.execute(
-            "INSERT OR REPLACE INTO quotas(ino, max_bytes, max_inodes) VALUES (?1, ?2, ?3)",
+            "UPDATE quotas SET max_bytes = ?2, max_inodes = ?3 WHERE ino = ?1",
             params![
                 ROOT_INO,
                 max_bytes.unwrap_or(b) as i64,
                 max_inodes.unwrap_or(i) as i64
             ],
+        )?;
+        Ok(())
+    }
+
+    /// The tenant's rate limits: (ops per second, bytes per second), 0 for unlimited.
+    pub fn rates(&self) -> rusqlite::Result<(u64, u64)> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT ops_per_sec, bytes_per_sec FROM quotas WHERE ino = ?1")?
+            .query_row([ROOT_INO], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?.max(0) as u64,
+                    r.get::<_, i64>(1)?.max(0) as u64,
+                ))
+            })
+            .optional()?
+            .unwrap_or((0, 0)))
+    }
+
+    pub fn set_rates(&self, ops: Option<u64>, bytes: Option<u64>) -> rusqlite::Result<()> {
+        let (o, b) = self.rates()?;
+        self.conn
+            .execute("INSERT OR IGNORE INTO quotas(ino) VALUES (?1)", [ROOT_INO])?;
+        self.conn.execute(
+            "UPDATE quotas SET ops_per_sec = ?2, bytes_per_sec = ?3 WHERE ino = ?1",
+            params![ROOT_INO, ops.unwrap_or(o) as i64, bytes.unwrap_or(b) as i64],
         )?;
         Ok(())
     }

@@ -169,23 +169,28 @@ impl Store {
         })
     }
 
-    /// Sets a tenant's limits (`None` keeps one as it is, 0 is unlimited). Live mounts pick
-    /// them up at their next check.
+    /// Sets a tenant's limits and rates (`None` keeps one as it is, 0 is unlimited). Live
+    /// mounts pick them up at their next check.
     pub fn set_limits(
         &self,
         id: &TenantId,
         max_bytes: Option<u64>,
         max_inodes: Option<u64>,
+        ops_per_sec: Option<u64>,
+        bytes_per_sec: Option<u64>,
     ) -> Result<()> {
         let mut meta = self.open_meta(id)?;
         meta.write(|tx| -> rusqlite::Result<()> {
             tx.set_limits(max_bytes, max_inodes)?;
+            tx.set_rates(ops_per_sec, bytes_per_sec)?;
             tx.bump_policy()
         })?;
         self.catalog()?.audit(
             "tenant.limits",
             Some(id.as_str()),
-            &format!("max_bytes={max_bytes:?} max_inodes={max_inodes:?}"),
+            &format!(
+                "max_bytes={max_bytes:?} max_inodes={max_inodes:?} ops_per_sec={ops_per_sec:?} bytes_per_sec={bytes_per_sec:?}"
+            ),
         )
     }
 
@@ -254,8 +259,12 @@ impl Drop for Session {
 
 /// Ids of the sessions (mounts) of a tenant that are alive now.
 pub fn live_sessions(store: &Store, tenant: &TenantId) -> Vec<String> {
-    let dir = store.tenant_dir(tenant).join("sessions");
-    let Ok(rd) = fs::read_dir(&dir) else {
+    live_sessions_in(&store.tenant_dir(tenant).join("sessions"))
+}
+
+/// Live sessions in a tenant's `sessions` folder.
+pub fn live_sessions_in(dir: &Path) -> Vec<String> {
+    let Ok(rd) = fs::read_dir(dir) else {
         return Vec::new();
     };
     rd.flatten()
@@ -265,7 +274,7 @@ pub fn live_sessions(store: &Store, tenant: &TenantId) -> Vec<String> {
                 .and_then(|n| n.strip_suffix(".lock"))
                 .map(str::to_string)
         })
-        .filter(|id| session_alive(&dir, id))
+        .filter(|id| session_alive(dir, id))
         .collect()
 }
 

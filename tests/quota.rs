@@ -328,3 +328,63 @@ fn metering_counts_a_known_workload_exactly() {
         "{table}"
     );
 }
+
+#[test]
+fn rate_limits_delay_ops_and_bytes_without_failing_them() {
+    let env = Env::new();
+    env.ok(&[
+        "tenant",
+        "create",
+        "acme",
+        "--max-bytes-per-sec",
+        "1M",
+        "--max-ops-per-sec",
+        "100",
+    ]);
+    let (key, _) = env.key("acme", "user:alice", &[]);
+    let m = env.mount("m", &key, &[]);
+    // 3 MiB at 1 MiB/s with a second's burst: at least 2 s, and every byte arrives.
+    let started = std::time::Instant::now();
+    fs::write(m.p("f"), vec![5u8; 3 * MIB as usize]).unwrap();
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(1800),
+        "bytes were not paced: {took:?}"
+    );
+    assert_eq!(fs::metadata(m.p("f")).unwrap().len(), 3 * MIB);
+    // 400 lookups of names that do not exist at 100 ops/s: at least 3 s, none refused
+    // but for ENOENT.
+    let started = std::time::Instant::now();
+    for i in 0..400 {
+        assert_eq!(
+            errno_of(fs::metadata(m.p(&format!("missing-{i}"))).unwrap_err()),
+            libc::ENOENT
+        );
+    }
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(2500),
+        "ops were not paced: {took:?}"
+    );
+    eprintln!("paced: 3 MiB written and 400 lookups in {took:?}");
+    // Lifting the limits takes effect on the live mount.
+    env.ok(&[
+        "tenant",
+        "set",
+        "acme",
+        "--max-bytes-per-sec",
+        "0",
+        "--max-ops-per-sec",
+        "0",
+    ]);
+    std::thread::sleep(Duration::from_millis(2500));
+    let started = std::time::Instant::now();
+    for i in 0..400 {
+        let _ = fs::metadata(m.p(&format!("again-{i}")));
+    }
+    assert!(
+        started.elapsed() < Duration::from_millis(2500),
+        "{:?}",
+        started.elapsed()
+    );
+}

@@ -16,6 +16,7 @@
 
 pub mod access;
 pub mod error;
+pub mod throttle;
 pub mod types;
 
 use std::collections::hash_map::Entry;
@@ -107,6 +108,8 @@ pub struct TenantFs {
     limits: Mutex<(u64, u64)>,
     /// Activity not yet written to the `metering` table.
     meter: Meter,
+    /// This mount's share of the tenant's rate limits.
+    throttle: throttle::Throttle,
     session: String,
     state: AtomicU8,
     open: Mutex<HashMap<Ino, OpenEntry>>,
@@ -193,6 +196,7 @@ impl TenantFs {
             audit: spec.audit.map(AuditLog::new),
             limits,
             meter: Meter::default(),
+            throttle: throttle::Throttle::default(),
             session,
             state: AtomicU8::new(LIVE),
             open: Mutex::new(HashMap::new()),
@@ -223,8 +227,9 @@ impl TenantFs {
     }
 
     fn live(&self) -> FsResult<()> {
-        // Every op but release passes here: the one place that counts them.
+        // Every op but release passes here: the one place that counts and paces them.
         self.meter.ops.fetch_add(1, Ordering::Relaxed);
+        self.throttle.op();
         match self.state.load(Ordering::Relaxed) {
             LIVE => Ok(()),
             REVOKED => Err(FsError::Revoked),
@@ -1158,6 +1163,7 @@ impl TenantFs {
         self.meter
             .bytes_read
             .fetch_add(buf.len() as u64, Ordering::Relaxed);
+        self.throttle.bytes(buf.len() as u64);
         Ok(buf)
     }
 
@@ -1193,6 +1199,8 @@ impl TenantFs {
         self.meter
             .bytes_written
             .fetch_add(data.len() as u64, Ordering::Relaxed);
+        drop(st);
+        self.throttle.bytes(data.len() as u64);
         Ok(data.len() as u32)
     }
 
@@ -1558,6 +1566,16 @@ impl TenantFs {
             tx.set_ctime(ino, now_nanos())?;
             Ok(())
         })
+    }
+
+    /// Re-reads the tenant's rate limits and takes this mount's share: an equal part for each
+    /// of the tenant's `live_mounts`.
+    pub fn refresh_rates(&self, live_mounts: usize) -> FsResult<()> {
+        let (ops, bytes) = self.meta.lock().read().rates()?;
+        let n = live_mounts.max(1) as u64;
+        let share = |r: u64| if r == 0 { 0 } else { (r / n).max(1) };
+        self.throttle.set(share(ops), share(bytes));
+        Ok(())
     }
 
     /// Moves counted activity into the current hour's `metering` row. The daemon calls this
