@@ -53,3 +53,10 @@ python3 scripts/bench.py --work "$work" --rounds "$rounds" \
   --target tenantfs-acl="$work/tenantfs-acl" --target tenantfs-quota="$work/tenantfs-quota" \
   --compare tenantfs/bindfs --compare tenantfs-acl/tenantfs --compare tenantfs-quota/tenantfs \
   ${BENCH_JSON:+--json "$BENCH_JSON"}
+
+# Noisy neighbour: tenant B (bench) measured alone and beside tenant A (bench-quota) running
+# 4 writers and a tar x loop. BENCH_NOISY=0 skips it.
+if [ "${BENCH_NOISY:-1}" != 0 ]; then
+  python3 scripts/noisy.py --a "$work/tenantfs-quota" --b "$work/tenantfs" --tarball "$work/tree.tar" \
+    --seconds "${BENCH_NOISY_SECS:-10}"
+fi
