@@ -183,6 +183,18 @@ fn kill_9_at_random_moments_loses_nothing_fsynced() {
     for (name, body) in &d.files {
         assert_eq!(&fs::read(m.p(name)).unwrap(), body);
     }
+    // After 20 crashes, usage is what is on disk, as du counts it.
+    let du: u64 = common::sh(&m.path, "du -sb . | cut -f1")
+        .trim()
+        .parse()
+        .unwrap();
+    let show: serde_json::Value =
+        serde_json::from_str(&env.ok(&["tenant", "show", "acme", "--json"])).unwrap();
+    assert_eq!(
+        show["bytes_used"].as_u64(),
+        Some(du),
+        "usage against du after the crashes"
+    );
     drop(m);
     let (ok, out) = fsck(&env, &[]);
     assert!(ok, "{out}");
