@@ -656,19 +656,24 @@ struct UsageReport {
     hourly: Vec<Hour>,
 }
 
-fn usage(store: &Store, tenant: Option<TenantId>, json: bool) -> Result<()> {
-    let tenants: Vec<TenantId> = match tenant {
+/// The tenant named, checked to exist, or every tenant.
+fn selected(store: &Store, tenant: Option<TenantId>) -> Result<Vec<TenantId>> {
+    let catalog = store.catalog()?;
+    match tenant {
         Some(t) => {
-            store.catalog()?.tenant(&t)?;
-            vec![t]
+            catalog.tenant(&t)?;
+            Ok(vec![t])
         }
-        None => store
-            .catalog()?
+        None => catalog
             .tenants()?
             .into_iter()
             .map(|t| t.id.parse().map_err(Error::Usage))
-            .collect::<Result<_>>()?,
-    };
+            .collect(),
+    }
+}
+
+fn usage(store: &Store, tenant: Option<TenantId>, json: bool) -> Result<()> {
+    let tenants = selected(store, tenant)?;
     let week_ago = crate::time::now_secs() - 7 * 24 * 3600;
     let mut reports = Vec::new();
     for t in tenants {
@@ -762,18 +767,7 @@ fn audit(store: &Store, tenant: &TenantId, since: Option<String>, json: bool) ->
 
 /// Exit 1 (through `Error::Findings`) when anything was found, repaired or not.
 fn fsck(store: &Store, tenant: Option<TenantId>, repair: bool, json: bool) -> Result<()> {
-    let tenants = match tenant {
-        Some(t) => {
-            store.catalog()?.tenant(&t)?;
-            vec![t]
-        }
-        None => store
-            .catalog()?
-            .tenants()?
-            .into_iter()
-            .map(|t| t.id.parse().map_err(Error::Usage))
-            .collect::<Result<_>>()?,
-    };
+    let tenants = selected(store, tenant)?;
     let reports = tenants
         .iter()
         .map(|t| crate::fsck::check(store, t, repair))

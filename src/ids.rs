@@ -81,16 +81,7 @@ impl FromStr for Subject {
             "service" => SubjectKind::Service,
             _ => return Err(bad()),
         };
-        let ok = !name.is_empty()
-            && name.len() <= 128
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"._@-".contains(&b));
-        if !ok {
-            return Err(format!(
-                "invalid subject name {name:?}: use 1-128 characters of letters, digits and . _ @ -"
-            ));
-        }
+        check_subject_name(name)?;
         Ok(Subject {
             kind,
             name: name.to_string(),
@@ -107,6 +98,22 @@ impl fmt::Display for Subject {
 impl From<Subject> for String {
     fn from(s: Subject) -> String {
         s.to_string()
+    }
+}
+
+/// The NAME of a subject: 1-128 characters of letters, digits and `. _ @ -`.
+pub fn check_subject_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 128
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._@-".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "invalid subject name {name:?}: use 1-128 characters of letters, digits and . _ @ -"
+        ))
     }
 }
 

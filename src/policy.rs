@@ -113,16 +113,7 @@ pub fn parse_subject(s: &str) -> Result<String, String> {
     if !matches!(kind, "user" | "agent" | "service" | "group") {
         return Err(bad());
     }
-    let ok = !name.is_empty()
-        && name.len() <= 128
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"._@-".contains(&b));
-    if !ok {
-        return Err(format!(
-            "invalid subject name {name:?}: use 1-128 characters of letters, digits and . _ @ -"
-        ));
-    }
+    crate::ids::check_subject_name(name)?;
     Ok(s.to_string())
 }
 
