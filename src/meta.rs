@@ -105,6 +105,7 @@ CREATE TABLE IF NOT EXISTS groups(
     PRIMARY KEY(grp, member)
 ) WITHOUT ROWID;
 INSERT OR IGNORE INTO info(key, value) VALUES ('policy_version', 0);
+INSERT OR IGNORE INTO info(key, value) VALUES ('tree_version', 0);
 ";
 
 const INODE_COLS: &str =
@@ -920,6 +921,20 @@ impl Tx<'_> {
         self.conn
             .prepare_cached("SELECT value FROM info WHERE key = 'policy_version'")?
             .query_row([], |r| r.get(0))
+    }
+
+    /// Counts moves across directories, which change what the moved inodes inherit.
+    pub fn tree_version(&self) -> rusqlite::Result<i64> {
+        self.conn
+            .prepare_cached("SELECT value FROM info WHERE key = 'tree_version'")?
+            .query_row([], |r| r.get(0))
+    }
+
+    pub fn bump_tree(&self) -> rusqlite::Result<()> {
+        self.conn
+            .prepare_cached("UPDATE info SET value = value + 1 WHERE key = 'tree_version'")?
+            .execute([])?;
+        Ok(())
     }
 
     pub fn bump_policy(&self) -> rusqlite::Result<()> {

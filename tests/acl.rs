@@ -432,3 +432,31 @@ fn owners_and_admins_manage_entries_through_the_acl_xattr() {
     assert!(shown.contains("user:carol:r-x"), "{shown}");
     assert!(set_xattr(&admin.p("shared"), "tenantfs.acl", b"not an entry").is_err());
 }
+
+#[test]
+fn a_move_in_another_mount_changes_what_is_inherited_here() {
+    let d = drive();
+    fs::create_dir(d.admin.p("shared/proj")).unwrap();
+    fs::write(d.admin.p("shared/proj/plan.txt"), b"plan").unwrap();
+    // The agent's mount reads it, caching its rights (viewer, from /shared), and holds the
+    // folder open.
+    assert_eq!(fs::read(d.bot.p("shared/proj/plan.txt")).unwrap(), b"plan");
+    let dir = File::open(d.bot.p("shared/proj")).unwrap();
+    // The admin moves the folder under /hr, where the agent is denied, in another mount.
+    fs::rename(d.admin.p("shared/proj"), d.admin.p("hr/proj")).unwrap();
+    // Opening through the folder held from before the move stops working.
+    let name = CString::new("plan.txt").unwrap();
+    let refused = wait_until(Duration::from_secs(2), || {
+        // SAFETY: an open directory fd and a NUL-terminated relative name.
+        let fd = unsafe { libc::openat(dir.as_raw_fd(), name.as_ptr(), libc::O_RDONLY) };
+        if fd >= 0 {
+            // SAFETY: fd was just opened and is closed once.
+            unsafe { libc::close(fd) };
+        }
+        fd < 0
+    });
+    assert!(
+        refused.is_some(),
+        "rights cached before the move outlived it"
+    );
+}

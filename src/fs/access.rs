@@ -3,7 +3,8 @@
 //! Invariants:
 //! - a cached right is never older than the last policy change this process has seen: any
 //!   change to entries or groups clears the cache and reloads the subject's groups, and a
-//!   rename that can change inheritance drops what it affects;
+//!   move across directories, in this mount or another, clears it too (it changes what the
+//!   moved inodes inherit);
 //! - an admin key has every right inside its tenant;
 //! - rights are decided on the tenant's tree, so entries above a key's `--root` still apply.
 
@@ -29,6 +30,7 @@ pub struct Access {
 struct State {
     identities: HashSet<String>,
     version: i64,
+    tree: i64,
     cache: LruCache<Ino, Rights>,
 }
 
@@ -37,6 +39,7 @@ impl Access {
         let state = State {
             identities: tx.groups()?.identities(subject),
             version: tx.policy_version()?,
+            tree: tx.tree_version()?,
             cache: LruCache::new(NonZeroUsize::new(CACHE_ENTRIES).expect("non-zero")),
         };
         Ok(Access {
@@ -114,11 +117,16 @@ impl Access {
         Ok(decide(&identities, chain))
     }
 
-    /// Reloads groups and forgets every cached right if the policy changed since last seen.
-    /// Returns whether it had.
+    /// Reloads groups and forgets every cached right if the policy changed since last seen,
+    /// and forgets cached rights if anything moved across directories. Returns whether the
+    /// policy changed (then shown mode bits may have too).
     pub fn refresh(&self, tx: &Tx<'_>) -> rusqlite::Result<bool> {
-        let version = tx.policy_version()?;
+        let (version, tree) = (tx.policy_version()?, tx.tree_version()?);
         let mut st = self.state.lock();
+        if tree != st.tree {
+            st.tree = tree;
+            st.cache.clear();
+        }
         if version == st.version {
             return Ok(false);
         }

@@ -809,8 +809,10 @@ impl TenantFs {
                 }
                 tx.move_entry(parent, name, new_parent, new_name)?;
                 if parent != new_parent {
-                    // Rights are inherited from where a file or directory now is.
+                    // Rights are inherited from where a file or directory now is; other
+                    // mounts learn of the move through the tree version.
                     tx.set_parent(src.ino, new_parent)?;
+                    tx.bump_tree()?;
                     if src.kind == Kind::Dir {
                         tx.add_nlink(parent, -1)?;
                         tx.add_nlink(new_parent, 1)?;
@@ -863,6 +865,7 @@ impl TenantFs {
             tx.add_nlink(new_parent, src_dir - dst_dir)?;
             tx.set_parent(src.ino, new_parent)?;
             tx.set_parent(dst.ino, parent)?;
+            tx.bump_tree()?;
         }
         tx.set_ctime(src.ino, now)?;
         tx.set_ctime(dst.ino, now)?;
