@@ -440,7 +440,12 @@ impl TenantFs {
         if kind == Kind::Dir && p.nlink >= LINK_MAX {
             return Err(FsError::TooManyLinks);
         }
-        let (max_bytes, max_inodes) = tx.limits()?;
+        // The cached limits say whether to look; the database says how much is left.
+        let (max_bytes, max_inodes) = if *self.limits.lock() == (0, 0) {
+            (0, 0)
+        } else {
+            tx.limits()?
+        };
         if max_bytes > 0 || max_inodes > 0 {
             let (bytes, inodes) = tx.usage()?;
             let extra = target.map_or(0, |t| t.len() as u64);

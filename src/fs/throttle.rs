@@ -2,12 +2,15 @@
 //! ops rather than fail them; a bucket may go into debt by one request, which the next
 //! request waits out.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
 #[derive(Default)]
 pub struct Throttle {
+    /// Whether either rate is set: every op checks this, and takes no lock when it is not.
+    on: AtomicBool,
     ops: Mutex<Bucket>,
     bytes: Mutex<Bucket>,
 }
@@ -62,10 +65,14 @@ impl Throttle {
     pub fn set(&self, ops: u64, bytes: u64) {
         self.ops.lock().set(ops);
         self.bytes.lock().set(bytes);
+        self.on.store(ops > 0 || bytes > 0, Ordering::Relaxed);
     }
 
     /// Waits, if need be, before one op.
     pub fn op(&self) {
+        if !self.on.load(Ordering::Relaxed) {
+            return;
+        }
         let wait = self.ops.lock().take(1);
         if !wait.is_zero() {
             std::thread::sleep(wait);
@@ -74,6 +81,9 @@ impl Throttle {
 
     /// Waits, if need be, after moving `n` bytes.
     pub fn bytes(&self, n: u64) {
+        if !self.on.load(Ordering::Relaxed) {
+            return;
+        }
         let wait = self.bytes.lock().take(n);
         if !wait.is_zero() {
             std::thread::sleep(wait);
