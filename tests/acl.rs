@@ -8,10 +8,9 @@ use std::fs::{self, File};
 use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{Env, Mount, errno_of, wait_until};
+use common::{Env, Mount, errno_of, getxattr, setxattr, wait_until};
 
 /// A private tenant laid out as a company drive, an admin mount, and the sales agent's mount.
 /// The agent writes /sales, reads /shared, and never sees /hr.
@@ -58,43 +57,6 @@ fn eacces<T: std::fmt::Debug>(r: std::io::Result<T>) {
     assert_eq!(errno_of(r.unwrap_err()), libc::EACCES);
 }
 
-fn xattr(p: &Path, name: &str) -> std::io::Result<Vec<u8>> {
-    let (p, n) = (
-        CString::new(p.as_os_str().as_bytes()).unwrap(),
-        CString::new(name).unwrap(),
-    );
-    let mut buf = vec![0u8; 4096];
-    // SAFETY: NUL-terminated strings and a buffer of the given length.
-    let rc = unsafe { libc::getxattr(p.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
-    if rc < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    buf.truncate(rc as usize);
-    Ok(buf)
-}
-
-fn set_xattr(p: &Path, name: &str, value: &[u8]) -> std::io::Result<()> {
-    let (p, n) = (
-        CString::new(p.as_os_str().as_bytes()).unwrap(),
-        CString::new(name).unwrap(),
-    );
-    // SAFETY: NUL-terminated strings and a buffer of the given length.
-    let rc = unsafe {
-        libc::setxattr(
-            p.as_ptr(),
-            n.as_ptr(),
-            value.as_ptr().cast(),
-            value.len(),
-            0,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
-}
-
 #[test]
 fn each_rule_holds_through_the_mount() {
     let d = drive();
@@ -103,7 +65,7 @@ fn each_rule_holds_through_the_mount() {
     fs::write(bot.p("sales/lead.txt"), b"lead").unwrap();
     fs::create_dir(bot.p("sales/q4")).unwrap();
     assert_eq!(
-        xattr(&bot.p("sales/lead.txt"), "tenantfs.effective").unwrap(),
+        getxattr(&bot.p("sales/lead.txt"), "tenantfs.effective").unwrap(),
         b"rwx+owner"
     );
     // Reads, but cannot change, where it is a viewer; ls -l shows no write bits.
@@ -117,7 +79,7 @@ fn each_rule_holds_through_the_mount() {
         0
     );
     assert_eq!(
-        xattr(&bot.p("shared/report.txt"), "tenantfs.effective").unwrap(),
+        getxattr(&bot.p("shared/report.txt"), "tenantfs.effective").unwrap(),
         b"r-x"
     );
     eacces(fs::write(bot.p("shared/report.txt"), b"x"));
@@ -238,7 +200,7 @@ fn acl_and_group_commands_report_and_decide() {
         "agent:bot",
     ]);
     let gone = wait_until(Duration::from_secs(2), || {
-        xattr(&d.bot.p("shared"), "tenantfs.effective").is_ok_and(|r| r == b"--x")
+        getxattr(&d.bot.p("shared"), "tenantfs.effective").is_ok_and(|r| r == b"--x")
     });
     assert!(gone.is_some());
     eacces(fs::write(d.bot.p("shared/after-leaving.txt"), b"g"));
@@ -368,18 +330,19 @@ fn attacks_are_refused() {
     assert!(fd < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EACCES));
     // Host xattr namespaces stay closed, even on the agent's own files.
     for name in ["security.evil", "trusted.evil", "system.posix_acl_access"] {
-        let e = errno_of(set_xattr(&bot.p("sales/mine.txt"), name, b"x").unwrap_err());
+        let e = errno_of(setxattr(&bot.p("sales/mine.txt"), name, b"x", 0).unwrap_err());
         assert!(
             e == libc::EOPNOTSUPP || e == libc::EPERM || e == libc::EINVAL,
             "{name}: {e}"
         );
     }
     // The agent cannot read or rewrite ACL entries it does not own.
-    eacces(xattr(&bot.p("shared/report.txt"), "tenantfs.acl"));
-    eacces(set_xattr(
+    eacces(getxattr(&bot.p("shared/report.txt"), "tenantfs.acl"));
+    eacces(setxattr(
         &bot.p("shared"),
         "tenantfs.acl",
         b"agent:bot:editor",
+        0,
     ));
     eacces(fs::write(bot.p("shared/report.txt"), b"x"));
     // The denials are in the audit log, with subject, op and path.
@@ -404,12 +367,13 @@ fn attacks_are_refused() {
 fn owners_and_admins_manage_entries_through_the_acl_xattr() {
     let d = drive();
     let admin = &d.admin;
-    let acl = String::from_utf8(xattr(&admin.p("shared"), "tenantfs.acl").unwrap()).unwrap();
+    let acl = String::from_utf8(getxattr(&admin.p("shared"), "tenantfs.acl").unwrap()).unwrap();
     assert!(acl.contains("agent:bot:r-x"), "{acl}");
-    set_xattr(
+    setxattr(
         &admin.p("shared"),
         "tenantfs.acl",
         b"agent:bot:editor\ngroup:everyone:r-x",
+        0,
     )
     .unwrap();
     assert!(
@@ -422,15 +386,16 @@ fn owners_and_admins_manage_entries_through_the_acl_xattr() {
     );
     // An owner (the agent, of what it created) manages its own subtree.
     fs::create_dir(d.bot.p("sales/team")).unwrap();
-    set_xattr(
+    setxattr(
         &d.bot.p("sales/team"),
         "tenantfs.acl",
         b"agent:bot:owner,user:carol:viewer",
+        0,
     )
     .unwrap();
     let shown = d.env.ok(&["acl", "get", "--tenant", "acme", "/sales/team"]);
     assert!(shown.contains("user:carol:r-x"), "{shown}");
-    assert!(set_xattr(&admin.p("shared"), "tenantfs.acl", b"not an entry").is_err());
+    assert!(setxattr(&admin.p("shared"), "tenantfs.acl", b"not an entry", 0).is_err());
 }
 
 #[test]

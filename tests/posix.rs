@@ -3,76 +3,17 @@
 
 mod common;
 
-use std::ffi::{CString, OsStr};
+use std::ffi::OsStr;
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::Path;
 
-use common::{Env, errno_of};
+use common::{Env, errno_of, getxattr, listxattr, removexattr, setxattr};
 use nix::fcntl::{AT_FDCWD, FallocateFlags, RenameFlags, renameat2};
 use nix::sys::stat::{Mode, SFlag, UtimensatFlags, mknod, utimensat};
 use nix::sys::time::TimeSpec;
-
-fn cpath(p: &Path) -> CString {
-    CString::new(p.as_os_str().as_bytes()).unwrap()
-}
-
-fn setxattr(p: &Path, name: &str, value: &[u8], flags: i32) -> std::io::Result<()> {
-    let (p, n) = (cpath(p), CString::new(name).unwrap());
-    // SAFETY: valid NUL-terminated strings and a buffer of the given length.
-    let rc = unsafe {
-        libc::setxattr(
-            p.as_ptr(),
-            n.as_ptr(),
-            value.as_ptr().cast(),
-            value.len(),
-            flags,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
-}
-
-fn getxattr(p: &Path, name: &str) -> std::io::Result<Vec<u8>> {
-    let (p, n) = (cpath(p), CString::new(name).unwrap());
-    let mut buf = vec![0u8; 70000];
-    // SAFETY: valid NUL-terminated strings and a buffer of the given length.
-    let rc = unsafe { libc::getxattr(p.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
-    if rc < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    buf.truncate(rc as usize);
-    Ok(buf)
-}
-
-fn listxattr(p: &Path) -> Vec<String> {
-    let p = cpath(p);
-    let mut buf = vec![0u8; 4096];
-    // SAFETY: a valid NUL-terminated path and a buffer of the given length.
-    let rc = unsafe { libc::listxattr(p.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
-    assert!(rc >= 0, "{}", std::io::Error::last_os_error());
-    buf.truncate(rc as usize);
-    buf.split(|&b| b == 0)
-        .filter(|s| !s.is_empty())
-        .map(|s| String::from_utf8_lossy(s).into_owned())
-        .collect()
-}
-
-fn removexattr(p: &Path, name: &str) -> std::io::Result<()> {
-    let (p, n) = (cpath(p), CString::new(name).unwrap());
-    // SAFETY: valid NUL-terminated strings.
-    let rc = unsafe { libc::removexattr(p.as_ptr(), n.as_ptr()) };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
-}
 
 fn tick() {
     // Kernel timestamps are fine-grained, but give ctime/mtime comparisons room.
