@@ -534,11 +534,11 @@ impl Tx<'_> {
         Ok(())
     }
 
-    /// The tenant's limits (its root's quota): (max bytes, max inodes), 0 for unlimited.
-    pub fn limits(&self) -> rusqlite::Result<(u64, u64)> {
+    /// Two columns of the tenant's row in `quotas` (its root's), 0 when there is none.
+    fn root_quota(&self, sql: &str) -> rusqlite::Result<(u64, u64)> {
         Ok(self
             .conn
-            .prepare_cached("SELECT max_bytes, max_inodes FROM quotas WHERE ino = ?1")?
+            .prepare_cached(sql)?
             .query_row([ROOT_INO], |r| {
                 Ok((
                     r.get::<_, i64>(0)?.max(0) as u64,
@@ -547,6 +547,34 @@ impl Tx<'_> {
             })
             .optional()?
             .unwrap_or((0, 0)))
+    }
+
+    /// Sets two columns of the tenant's row in `quotas`; `None` keeps a value as it is.
+    fn set_root_quota(
+        &self,
+        cols: [&str; 2],
+        now: (u64, u64),
+        new: (Option<u64>, Option<u64>),
+    ) -> rusqlite::Result<()> {
+        self.conn
+            .execute("INSERT OR IGNORE INTO quotas(ino) VALUES (?1)", [ROOT_INO])?;
+        self.conn.execute(
+            &format!(
+                "UPDATE quotas SET {} = ?2, {} = ?3 WHERE ino = ?1",
+                cols[0], cols[1]
+            ),
+            params![
+                ROOT_INO,
+                new.0.unwrap_or(now.0) as i64,
+                new.1.unwrap_or(now.1) as i64
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// The tenant's limits (its root's quota): (max bytes, max inodes), 0 for unlimited.
+    pub fn limits(&self) -> rusqlite::Result<(u64, u64)> {
+        self.root_quota("SELECT max_bytes, max_inodes FROM quotas WHERE ino = ?1")
     }
 
     pub fn set_limits(
@@ -554,44 +582,24 @@ impl Tx<'_> {
         max_bytes: Option<u64>,
         max_inodes: Option<u64>,
     ) -> rusqlite::Result<()> {
-        let (b, i) = self.limits()?;
-        self.conn
-            .execute("INSERT OR IGNORE INTO quotas(ino) VALUES (?1)", [ROOT_INO])?;
-        self.conn.execute(
-            "UPDATE quotas SET max_bytes = ?2, max_inodes = ?3 WHERE ino = ?1",
-            params![
-                ROOT_INO,
-                max_bytes.unwrap_or(b) as i64,
-                max_inodes.unwrap_or(i) as i64
-            ],
-        )?;
-        Ok(())
+        self.set_root_quota(
+            ["max_bytes", "max_inodes"],
+            self.limits()?,
+            (max_bytes, max_inodes),
+        )
     }
 
     /// The tenant's rate limits: (ops per second, bytes per second), 0 for unlimited.
     pub fn rates(&self) -> rusqlite::Result<(u64, u64)> {
-        Ok(self
-            .conn
-            .prepare_cached("SELECT ops_per_sec, bytes_per_sec FROM quotas WHERE ino = ?1")?
-            .query_row([ROOT_INO], |r| {
-                Ok((
-                    r.get::<_, i64>(0)?.max(0) as u64,
-                    r.get::<_, i64>(1)?.max(0) as u64,
-                ))
-            })
-            .optional()?
-            .unwrap_or((0, 0)))
+        self.root_quota("SELECT ops_per_sec, bytes_per_sec FROM quotas WHERE ino = ?1")
     }
 
     pub fn set_rates(&self, ops: Option<u64>, bytes: Option<u64>) -> rusqlite::Result<()> {
-        let (o, b) = self.rates()?;
-        self.conn
-            .execute("INSERT OR IGNORE INTO quotas(ino) VALUES (?1)", [ROOT_INO])?;
-        self.conn.execute(
-            "UPDATE quotas SET ops_per_sec = ?2, bytes_per_sec = ?3 WHERE ino = ?1",
-            params![ROOT_INO, ops.unwrap_or(o) as i64, bytes.unwrap_or(b) as i64],
-        )?;
-        Ok(())
+        self.set_root_quota(
+            ["ops_per_sec", "bytes_per_sec"],
+            self.rates()?,
+            (ops, bytes),
+        )
     }
 
     /// Adds metered activity to an hour's row.
