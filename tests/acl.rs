@@ -395,6 +395,10 @@ fn owners_and_admins_manage_entries_through_the_acl_xattr() {
     .unwrap();
     let shown = d.env.ok(&["acl", "get", "--tenant", "acme", "/sales/team"]);
     assert!(shown.contains("user:carol:r-x"), "{shown}");
+    // Removing the xattr clears the entries; rights are inherited again.
+    common::removexattr(&d.bot.p("sales/team"), "tenantfs.acl").unwrap();
+    let shown = d.env.ok(&["acl", "get", "--tenant", "acme", "/sales/team"]);
+    assert!(shown.contains("no explicit entries"), "{shown}");
     assert!(setxattr(&admin.p("shared"), "tenantfs.acl", b"not an entry", 0).is_err());
 }
 
