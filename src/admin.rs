@@ -197,3 +197,88 @@ pub fn groups(meta: &Meta) -> Result<Vec<GroupView>> {
         })
         .collect())
 }
+
+/// A directory quota as `tenantfs quota get` and `list` show it. Limits of 0 are unlimited.
+#[derive(Debug, Serialize)]
+pub struct QuotaView {
+    pub path: String,
+    pub max_bytes: u64,
+    pub max_inodes: u64,
+    pub bytes_used: u64,
+    pub inodes_used: u64,
+    /// Bytes open files hold reserved under it, counted against `max_bytes`.
+    pub bytes_reserved: u64,
+}
+
+fn quota_view(tx: &Tx<'_>, q: &crate::meta::DirQuota) -> QuotaView {
+    QuotaView {
+        path: tx.path_of(q.ino),
+        max_bytes: q.max_bytes,
+        max_inodes: q.max_inodes,
+        bytes_used: q.bytes,
+        inodes_used: q.inodes,
+        bytes_reserved: q.reserved,
+    }
+}
+
+fn quota_dir(meta: &Meta, path: &str) -> Result<Ino> {
+    let ino = resolve(meta, path)?;
+    match meta.read().inode(ino)? {
+        Some(a) if a.kind == crate::fs::types::Kind::Dir => Ok(ino),
+        _ => Err(Error::Usage(format!(
+            "{path} is not a directory: quotas go on directories and cover what is below them"
+        ))),
+    }
+}
+
+/// Sets a directory's quota; `None` keeps a limit as it is, 0 makes it unlimited. Returns the
+/// quota as it now stands, or `None` when both limits are now unlimited (the quota is gone).
+pub fn set_quota(
+    meta: &mut Meta,
+    path: &str,
+    max_bytes: Option<u64>,
+    max_inodes: Option<u64>,
+) -> Result<Option<QuotaView>> {
+    let ino = quota_dir(meta, path)?;
+    meta.write(|tx| -> Result<Option<QuotaView>> {
+        let now = tx.dir_quota(ino)?.unwrap_or_default();
+        crate::quota::set(
+            tx,
+            ino,
+            max_bytes.unwrap_or(now.max_bytes),
+            max_inodes.unwrap_or(now.max_inodes),
+        )?;
+        Ok(tx.dir_quota(ino)?.map(|q| quota_view(tx, &q)))
+    })
+}
+
+pub fn get_quota(meta: &Meta, path: &str) -> Result<QuotaView> {
+    let ino = quota_dir(meta, path)?;
+    let tx = meta.read();
+    match tx.dir_quota(ino)? {
+        Some(q) => Ok(quota_view(&tx, &q)),
+        None => Err(Error::Usage(format!(
+            "{path} has no quota; set one with `tenantfs quota set`"
+        ))),
+    }
+}
+
+pub fn list_quotas(meta: &Meta) -> Result<Vec<QuotaView>> {
+    let tx = meta.read();
+    let mut out: Vec<QuotaView> = tx
+        .all_dir_quotas()?
+        .iter()
+        .map(|q| quota_view(&tx, q))
+        .collect();
+    out.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(out)
+}
+
+pub fn remove_quota(meta: &mut Meta, path: &str) -> Result<()> {
+    let ino = quota_dir(meta, path)?;
+    if meta.write(|tx| tx.remove_dir_quota(ino))? {
+        Ok(())
+    } else {
+        Err(Error::Usage(format!("{path} has no quota to remove")))
+    }
+}

@@ -7,7 +7,9 @@
 //!   its entries (2 plus subdirectories for a directory), and a directory's recorded parent
 //!   is the one naming it;
 //! - every object belongs to a live inode, and a file's size equals its object's length;
-//! - the usage counters equal the sum over the inodes.
+//! - the usage counters equal the sum over the inodes, and each directory quota's counters
+//!   equal what its subtree holds;
+//! - the `links` rows of files with several links match their entries.
 //!
 //! State a crashed mount left (files it was writing, files it held open after unlink, objects
 //! waiting for deletion) is reported as recoverable: the next mount fixes it the same way
@@ -23,6 +25,7 @@ use crate::fs::types::{Attr, Ino, Kind, ROOT_INO};
 use crate::ids::TenantId;
 use crate::meta::{NewInode, SessionTable};
 use crate::objects::ObjectStore;
+use crate::quota;
 use crate::store::{Store, live_sessions, recover_dead_sessions};
 use crate::time::now_nanos;
 
@@ -58,6 +61,8 @@ enum Fix {
     Size(Ino, u64, i64, i64),
     DeleteObject(Ino),
     Usage,
+    Links,
+    DirUsage,
 }
 
 pub fn check(store: &Store, tenant: &TenantId, repair: bool) -> Result<Report> {
@@ -111,7 +116,16 @@ pub fn check(store: &Store, tenant: &TenantId, repair: bool) -> Result<Report> {
     }
 
     // The structure, from one consistent snapshot.
-    let (inodes, entries, writers, orphans, usage, gc) = meta.snapshot(|tx| {
+    let (inodes, entries, writers, orphans, usage, gc, links, quotas) = meta.snapshot(|tx| {
+        let held = tx.all_held()?;
+        let mut quotas = Vec::new();
+        for q in tx.all_dir_quotas()? {
+            let counted = match tx.inode(q.ino)? {
+                Some(a) if a.kind == Kind::Dir => Some(quota::recount(tx, q.ino, &held)?),
+                _ => None,
+            };
+            quotas.push((q, counted));
+        }
         Ok((
             tx.all_inodes()?,
             tx.all_entries()?,
@@ -119,6 +133,8 @@ pub fn check(store: &Store, tenant: &TenantId, repair: bool) -> Result<Report> {
             tx.all_session_rows(SessionTable::Orphans)?,
             tx.usage()?,
             tx.gc_pending()?,
+            tx.all_links()?,
+            quotas,
         ))
     })?;
     // Sizes of files being written and inodes held open are the holders' business.
@@ -246,6 +262,59 @@ pub fn check(store: &Store, tenant: &TenantId, repair: bool) -> Result<Report> {
         fixes.push(Fix::Usage);
     }
 
+    // Files with several names: which directories hold them, as `links` should say.
+    let mut expected_links: Vec<(Ino, Ino, u32)> = Vec::new();
+    for (ino, parents) in &refs {
+        if parents.len() < 2 || by_ino.get(ino).is_some_and(|(a, _)| a.kind == Kind::Dir) {
+            continue;
+        }
+        let mut per: HashMap<Ino, u32> = HashMap::new();
+        for p in parents {
+            *per.entry(*p).or_default() += 1;
+        }
+        expected_links.extend(per.into_iter().map(|(p, n)| (*ino, p, n)));
+    }
+    expected_links.sort_unstable();
+    if expected_links != links {
+        findings.push(problem(
+            "links",
+            format!(
+                "the directories recorded for files with several names ({} rows) differ from their entries ({} rows)",
+                links.len(),
+                expected_links.len()
+            ),
+        ));
+        fixes.push(Fix::Links);
+    }
+    for (q, counted) in &quotas {
+        let path = meta.read().path_of(q.ino);
+        match counted {
+            None => {
+                findings.push(problem(
+                    "quota-orphan",
+                    format!(
+                        "a quota is recorded for inode {}, which is not a directory",
+                        q.ino
+                    ),
+                ));
+                fixes.push(Fix::DirUsage);
+            }
+            Some((bytes, inodes, held))
+                if (q.bytes, q.inodes, q.reserved) != (*bytes, *inodes, *held) =>
+            {
+                findings.push(problem(
+                    "quota-usage",
+                    format!(
+                        "the quota on {path} records {} bytes, {} inodes and {} reserved; its subtree holds {bytes}, {inodes} and {held}",
+                        q.bytes, q.inodes, q.reserved
+                    ),
+                ));
+                fixes.push(Fix::DirUsage);
+            }
+            Some(_) => {}
+        }
+    }
+
     if repair && !fixes.is_empty() {
         apply(&mut meta, &objects, fixes)?;
     }
@@ -283,9 +352,11 @@ fn apply(meta: &mut crate::meta::Meta, objects: &dyn ObjectStore, fixes: Vec<Fix
                 Fix::EntryKind(p, n, k) => tx.set_entry_kind(*p, n, *k)?,
                 Fix::Nlink(i, n) => tx.set_nlink(*i, *n)?,
                 Fix::Parent(i, p) => tx.set_parent(*i, *p)?,
-                Fix::Size(i, len, m, c) => tx.set_size(*i, *len, *m, *c)?,
+                Fix::Size(i, len, m, c) => {
+                    tx.set_size(*i, *len, *m, *c)?;
+                }
                 Fix::DeleteObject(i) => doomed.push(*i),
-                Fix::Usage => {}
+                Fix::Usage | Fix::Links | Fix::DirUsage => {}
                 Fix::Adopt(ino, kind) => {
                     let dir = match lost_found {
                         Some(d) => d,
@@ -306,12 +377,48 @@ fn apply(meta: &mut crate::meta::Meta, objects: &dyn ObjectStore, fixes: Vec<Fix
             }
         }
         let (bytes, count) = tx.computed_usage()?;
-        tx.set_usage(bytes, count)
+        tx.set_usage(bytes, count)?;
+        // Counted afresh after the fixes above, which may change what is where.
+        if fixes.iter().any(|f| matches!(f, Fix::Links)) {
+            rebuild_links(tx)?;
+        }
+        let held = tx.all_held()?;
+        for q in tx.all_dir_quotas()? {
+            match tx.inode(q.ino)? {
+                Some(a) if a.kind == Kind::Dir => {
+                    let (bytes, inodes, reserved) = quota::recount(tx, q.ino, &held)?;
+                    tx.set_dir_usage(q.ino, bytes, inodes, reserved)?;
+                }
+                _ => {
+                    tx.remove_dir_quota(q.ino)?;
+                }
+            }
+        }
+        Ok(())
     })?;
     for ino in doomed {
         objects
             .remove(ino)
             .context(|| format!("cannot delete object {ino:x}"))?;
+    }
+    Ok(())
+}
+
+/// Rewrites `links` from the entries.
+fn rebuild_links(tx: &crate::meta::Tx<'_>) -> rusqlite::Result<()> {
+    for (ino, _, _) in tx.all_links()? {
+        tx.clear_links(ino)?;
+    }
+    let mut named: HashMap<Ino, Vec<Ino>> = HashMap::new();
+    for (parent, _, ino, kind) in tx.all_entries()? {
+        if kind != Kind::Dir.code() {
+            named.entry(ino).or_default().push(parent);
+        }
+    }
+    for (ino, parents) in named.into_iter().filter(|(_, p)| p.len() > 1) {
+        for p in parents {
+            tx.add_link(ino, p, 1)?;
+        }
     }
     Ok(())
 }

@@ -19,5 +19,6 @@ pub mod keys;
 pub mod meta;
 pub mod objects;
 pub mod policy;
+pub mod quota;
 pub mod store;
 pub mod time;

@@ -10,6 +10,7 @@
 //!   row naming the session that wrote it; a file unlinked while open has an `orphans` row;
 //!   an object whose inode is gone has a `gc` row until it is deleted.
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::path::Path;
 use std::time::Duration;
@@ -20,7 +21,7 @@ use crate::fs::types::{Attr, DirEntry, Ino, Kind, ROOT_INO};
 use crate::policy::{Entry, Groups, Rights};
 use crate::time::Nanos;
 
-const SCHEMA_VERSION: i64 = 4;
+const SCHEMA_VERSION: i64 = 5;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS inodes(
@@ -87,11 +88,33 @@ CREATE TABLE IF NOT EXISTS metering(
     bytes_read INTEGER NOT NULL,
     bytes_written INTEGER NOT NULL
 );
--- Bytes each live session holds reserved, so a dead session's can be given back.
-CREATE TABLE IF NOT EXISTS reservations(
-    session TEXT PRIMARY KEY,
-    bytes INTEGER NOT NULL
+-- Bytes open files hold reserved against byte limits, by file and session: a move carries
+-- a file's reservation to the quotas it enters, and a dead session's is given back.
+CREATE TABLE IF NOT EXISTS held(
+    ino INTEGER NOT NULL,
+    session TEXT NOT NULL,
+    bytes INTEGER NOT NULL,
+    PRIMARY KEY(ino, session)
+) WITHOUT ROWID;
+-- Directory quotas, each over the directory's subtree (the directory itself excluded), with
+-- what that subtree holds: every inode with a name in it counts once. 0 is unlimited.
+CREATE TABLE IF NOT EXISTS dir_quotas(
+    ino INTEGER PRIMARY KEY,
+    max_bytes INTEGER NOT NULL DEFAULT 0,
+    max_inodes INTEGER NOT NULL DEFAULT 0,
+    bytes INTEGER NOT NULL DEFAULT 0,
+    inodes INTEGER NOT NULL DEFAULT 0,
+    reserved INTEGER NOT NULL DEFAULT 0
 );
+-- The directories holding names of each file with more than one link, with how many names
+-- each holds, so the quotas over every link can be found. Files with one link use
+-- `inodes.parent`.
+CREATE TABLE IF NOT EXISTS links(
+    ino INTEGER NOT NULL,
+    parent INTEGER NOT NULL,
+    n INTEGER NOT NULL,
+    PRIMARY KEY(ino, parent)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS info(key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS acl(
     ino INTEGER NOT NULL,
@@ -116,6 +139,48 @@ pub struct Meta {
     conn: Connection,
     /// The write-ahead log, kept open so fsync can make committed metadata durable.
     wal: Option<File>,
+}
+
+/// A directory quota: its limits (0 unlimited) and what its subtree holds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct DirQuota {
+    pub ino: Ino,
+    pub max_bytes: u64,
+    pub max_inodes: u64,
+    pub bytes: u64,
+    pub inodes: u64,
+    pub reserved: u64,
+}
+
+impl DirQuota {
+    /// Bytes that may still be added under this quota; `u64::MAX` without a byte limit.
+    pub fn room(&self) -> u64 {
+        if self.max_bytes == 0 {
+            u64::MAX
+        } else {
+            self.max_bytes.saturating_sub(self.bytes + self.reserved)
+        }
+    }
+
+    /// Holds more than its limits allow.
+    pub fn over(&self) -> bool {
+        (self.max_bytes > 0 && self.bytes + self.reserved > self.max_bytes)
+            || (self.max_inodes > 0 && self.inodes > self.max_inodes)
+    }
+}
+
+const DIR_QUOTA_COLS: &str = "ino, max_bytes, max_inodes, bytes, inodes, reserved";
+
+fn dir_quota_from_row(r: &Row<'_>) -> rusqlite::Result<DirQuota> {
+    let n = |i| r.get::<_, i64>(i).map(|v| v.max(0) as u64);
+    Ok(DirQuota {
+        ino: r.get(0)?,
+        max_bytes: n(1)?,
+        max_inodes: n(2)?,
+        bytes: n(3)?,
+        inodes: n(4)?,
+        reserved: n(5)?,
+    })
 }
 
 /// An entry as stored: (parent, name, ino, kind code).
@@ -184,11 +249,15 @@ impl Meta {
         configure(&conn)?;
         // Additive tables of newer builds appear in older stores.
         conn.execute_batch(SCHEMA)?;
-        let version: i64 = conn.query_row(
+        let mut version: i64 = conn.query_row(
             "SELECT value FROM info WHERE key = 'schema_version'",
             [],
             |r| r.get(0),
         )?;
+        if version == 4 {
+            migrate_4_to_5(&conn)?;
+            version = 5;
+        }
         if version != SCHEMA_VERSION {
             return Err(rusqlite::Error::InvalidParameterName(format!(
                 "meta.db schema version {version}, this build reads {SCHEMA_VERSION}"
@@ -236,6 +305,18 @@ impl Meta {
             None => Ok(()),
         }
     }
+}
+
+/// Version 4 kept reservations per session only. They are given back: a store being
+/// upgraded has no live mounts of this build, and a reservation is only a promise.
+fn migrate_4_to_5(conn: &Connection) -> rusqlite::Result<()> {
+    conn.execute_batch(
+        "BEGIN IMMEDIATE;
+         DROP TABLE IF EXISTS reservations;
+         UPDATE usage SET reserved = 0;
+         UPDATE info SET value = 5 WHERE key = 'schema_version';
+         COMMIT;",
+    )
 }
 
 fn configure(conn: &Connection) -> rusqlite::Result<()> {
@@ -391,11 +472,12 @@ impl Tx<'_> {
         size: u64,
         mtime: Nanos,
         ctime: Nanos,
-    ) -> rusqlite::Result<()> {
-        self.conn
+    ) -> rusqlite::Result<bool> {
+        Ok(self
+            .conn
             .prepare_cached("UPDATE inodes SET size = ?2, mtime = ?3, ctime = ?4 WHERE ino = ?1")?
-            .execute(params![ino, size as i64, mtime, ctime])?;
-        Ok(())
+            .execute(params![ino, size as i64, mtime, ctime])?
+            > 0)
     }
 
     pub fn symlink_target(&self, ino: Ino) -> rusqlite::Result<Option<Vec<u8>>> {
@@ -508,18 +590,22 @@ impl Tx<'_> {
     }
 
     /// Deletes an inode row with everything keyed by it, and queues its object for deletion.
-    pub fn delete_inode(&self, ino: Ino, size: u64) -> rusqlite::Result<()> {
+    /// Usage is [`crate::quota::delete_inode`]'s to settle.
+    pub fn delete_inode(&self, ino: Ino) -> rusqlite::Result<()> {
         for sql in [
             "DELETE FROM inodes WHERE ino = ?1",
             "DELETE FROM xattrs WHERE ino = ?1",
             "DELETE FROM writers WHERE ino = ?1",
             "DELETE FROM orphans WHERE ino = ?1",
             "DELETE FROM acl WHERE ino = ?1",
+            "DELETE FROM links WHERE ino = ?1",
+            "DELETE FROM held WHERE ino = ?1",
+            "DELETE FROM dir_quotas WHERE ino = ?1",
             "INSERT OR IGNORE INTO gc(ino) VALUES (?1)",
         ] {
             self.conn.prepare_cached(sql)?.execute([ino])?;
         }
-        self.add_usage(-(size as i64), -1)
+        Ok(())
     }
 
     pub fn add_usage(&self, bytes: i64, inodes: i64) -> rusqlite::Result<()> {
@@ -638,49 +724,245 @@ impl Tx<'_> {
             .query_row([], |r| Ok(r.get::<_, i64>(0)?.max(0) as u64))
     }
 
-    /// Moves `bytes` (negative to give back) into this session's reservation.
-    pub fn add_reserved(&self, session: &str, bytes: i64) -> rusqlite::Result<()> {
+    /// Adds to the tenant's reserved bytes (negative to give back).
+    pub fn add_reserved(&self, bytes: i64) -> rusqlite::Result<()> {
         if bytes == 0 {
             return Ok(());
         }
         self.conn
-            .prepare_cached("UPDATE usage SET reserved = reserved + ?1 WHERE id = 1")?
+            .prepare_cached("UPDATE usage SET reserved = MAX(0, reserved + ?1) WHERE id = 1")?
             .execute([bytes])?;
-        self.conn
-            .prepare_cached(
-                "INSERT INTO reservations(session, bytes) VALUES (?1, ?2)
-                 ON CONFLICT(session) DO UPDATE SET bytes = bytes + excluded.bytes",
-            )?
-            .execute(params![session, bytes])?;
         Ok(())
     }
 
-    /// Gives back everything a session held reserved (at its end, or after it died).
-    pub fn drop_reservations(&self, session: &str) -> rusqlite::Result<()> {
-        let held: Option<i64> = self
+    /// Bytes one session holds reserved for one file.
+    pub fn held(&self, ino: Ino, session: &str) -> rusqlite::Result<u64> {
+        Ok(self
             .conn
-            .query_row(
-                "SELECT bytes FROM reservations WHERE session = ?1",
-                [session],
-                |r| r.get(0),
-            )
-            .optional()?;
-        if let Some(held) = held {
-            self.conn.execute(
-                "UPDATE usage SET reserved = MAX(0, reserved - ?1) WHERE id = 1",
-                [held],
-            )?;
+            .prepare_cached("SELECT bytes FROM held WHERE ino = ?1 AND session = ?2")?
+            .query_row(params![ino, session], |r| r.get::<_, i64>(0))
+            .optional()?
+            .unwrap_or(0)
+            .max(0) as u64)
+    }
+
+    /// Sets what one session holds for one file (0 deletes the row).
+    pub fn set_held(&self, ino: Ino, session: &str, bytes: u64) -> rusqlite::Result<()> {
+        if bytes == 0 {
             self.conn
-                .execute("DELETE FROM reservations WHERE session = ?1", [session])?;
+                .prepare_cached("DELETE FROM held WHERE ino = ?1 AND session = ?2")?
+                .execute(params![ino, session])?;
+        } else {
+            self.conn
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO held(ino, session, bytes) VALUES (?1, ?2, ?3)",
+                )?
+                .execute(params![ino, session, bytes as i64])?;
         }
         Ok(())
+    }
+
+    /// Bytes every session together holds for one file.
+    pub fn held_total(&self, ino: Ino) -> rusqlite::Result<u64> {
+        self.conn
+            .prepare_cached("SELECT COALESCE(SUM(bytes), 0) FROM held WHERE ino = ?1")?
+            .query_row([ino], |r| Ok(r.get::<_, i64>(0)?.max(0) as u64))
+    }
+
+    /// (file, bytes) of everything one session holds.
+    pub fn held_by(&self, session: &str) -> rusqlite::Result<Vec<(Ino, u64)>> {
+        self.conn
+            .prepare("SELECT ino, bytes FROM held WHERE session = ?1")?
+            .query_map([session], |r| {
+                Ok((r.get(0)?, r.get::<_, i64>(1)?.max(0) as u64))
+            })?
+            .collect()
+    }
+
+    /// (session, bytes) of everything held for one file.
+    pub fn held_for(&self, ino: Ino) -> rusqlite::Result<Vec<(String, u64)>> {
+        self.conn
+            .prepare_cached("SELECT session, bytes FROM held WHERE ino = ?1")?
+            .query_map([ino], |r| {
+                Ok((r.get(0)?, r.get::<_, i64>(1)?.max(0) as u64))
+            })?
+            .collect()
+    }
+
+    /// Bytes held per file, for every file anything is held for.
+    pub fn all_held(&self) -> rusqlite::Result<HashMap<Ino, u64>> {
+        self.conn
+            .prepare("SELECT ino, SUM(bytes) FROM held GROUP BY ino")?
+            .query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)?.max(0) as u64)))?
+            .collect()
     }
 
     /// Sessions holding reservations.
     pub fn reserving_sessions(&self) -> rusqlite::Result<Vec<String>> {
         self.conn
-            .prepare("SELECT session FROM reservations")?
+            .prepare("SELECT DISTINCT session FROM held")?
             .query_map([], |r| r.get(0))?
+            .collect()
+    }
+
+    /// Kind, link count and recorded parent of an inode.
+    pub fn placement(&self, ino: Ino) -> rusqlite::Result<Option<(Kind, u32, Ino)>> {
+        self.conn
+            .prepare_cached("SELECT kind, nlink, parent FROM inodes WHERE ino = ?1")?
+            .query_row([ino], |r| {
+                let kind: i64 = r.get(0)?;
+                Ok((
+                    Kind::from_code(kind)
+                        .ok_or(rusqlite::Error::IntegralValueOutOfRange(0, kind))?,
+                    r.get(1)?,
+                    r.get(2)?,
+                ))
+            })
+            .optional()
+    }
+
+    // ---- directory quotas and the links they follow ---------------------------------------
+
+    pub fn has_dir_quotas(&self) -> rusqlite::Result<bool> {
+        self.conn
+            .prepare_cached("SELECT EXISTS(SELECT 1 FROM dir_quotas)")?
+            .query_row([], |r| r.get(0))
+    }
+
+    /// The directories that carry a quota.
+    pub fn dir_quota_inos(&self) -> rusqlite::Result<Vec<Ino>> {
+        self.conn
+            .prepare_cached("SELECT ino FROM dir_quotas")?
+            .query_map([], |r| r.get(0))?
+            .collect()
+    }
+
+    pub fn dir_quota(&self, ino: Ino) -> rusqlite::Result<Option<DirQuota>> {
+        self.conn
+            .prepare_cached(&format!(
+                "SELECT {DIR_QUOTA_COLS} FROM dir_quotas WHERE ino = ?1"
+            ))?
+            .query_row([ino], dir_quota_from_row)
+            .optional()
+    }
+
+    pub fn all_dir_quotas(&self) -> rusqlite::Result<Vec<DirQuota>> {
+        self.conn
+            .prepare(&format!(
+                "SELECT {DIR_QUOTA_COLS} FROM dir_quotas ORDER BY ino"
+            ))?
+            .query_map([], dir_quota_from_row)?
+            .collect()
+    }
+
+    /// Sets a directory's limits, making its row (with zero usage) if it has none.
+    pub fn put_dir_quota(&self, ino: Ino, max_bytes: u64, max_inodes: u64) -> rusqlite::Result<()> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO dir_quotas(ino, max_bytes, max_inodes) VALUES (?1, ?2, ?3)
+                 ON CONFLICT(ino) DO UPDATE SET max_bytes = excluded.max_bytes,
+                     max_inodes = excluded.max_inodes",
+            )?
+            .execute(params![ino, max_bytes as i64, max_inodes as i64])?;
+        Ok(())
+    }
+
+    pub fn set_dir_usage(
+        &self,
+        ino: Ino,
+        bytes: u64,
+        inodes: u64,
+        reserved: u64,
+    ) -> rusqlite::Result<()> {
+        self.conn
+            .prepare_cached(
+                "UPDATE dir_quotas SET bytes = ?2, inodes = ?3, reserved = ?4 WHERE ino = ?1",
+            )?
+            .execute(params![ino, bytes as i64, inodes as i64, reserved as i64])?;
+        Ok(())
+    }
+
+    pub fn add_dir_usage(
+        &self,
+        ino: Ino,
+        bytes: i64,
+        inodes: i64,
+        reserved: i64,
+    ) -> rusqlite::Result<()> {
+        self.conn
+            .prepare_cached(
+                "UPDATE dir_quotas SET bytes = MAX(0, bytes + ?2), inodes = MAX(0, inodes + ?3),
+                     reserved = MAX(0, reserved + ?4) WHERE ino = ?1",
+            )?
+            .execute(params![ino, bytes, inodes, reserved])?;
+        Ok(())
+    }
+
+    pub fn remove_dir_quota(&self, ino: Ino) -> rusqlite::Result<bool> {
+        Ok(self
+            .conn
+            .prepare_cached("DELETE FROM dir_quotas WHERE ino = ?1")?
+            .execute([ino])?
+            > 0)
+    }
+
+    /// The directories holding names of a file with more than one link; empty otherwise.
+    pub fn link_parents(&self, ino: Ino) -> rusqlite::Result<Vec<(Ino, u32)>> {
+        self.conn
+            .prepare_cached("SELECT parent, n FROM links WHERE ino = ?1")?
+            .query_map([ino], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect()
+    }
+
+    /// Adds `delta` names of `ino` in `parent`, dropping the row at zero.
+    pub fn add_link(&self, ino: Ino, parent: Ino, delta: i64) -> rusqlite::Result<()> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO links(ino, parent, n) VALUES (?1, ?2, ?3)
+                 ON CONFLICT(ino, parent) DO UPDATE SET n = n + excluded.n",
+            )?
+            .execute(params![ino, parent, delta])?;
+        self.conn
+            .prepare_cached("DELETE FROM links WHERE ino = ?1 AND parent = ?2 AND n <= 0")?
+            .execute(params![ino, parent])?;
+        Ok(())
+    }
+
+    pub fn clear_links(&self, ino: Ino) -> rusqlite::Result<()> {
+        self.conn
+            .prepare_cached("DELETE FROM links WHERE ino = ?1")?
+            .execute([ino])?;
+        Ok(())
+    }
+
+    /// Every `links` row as (ino, parent, n), for checks.
+    pub fn all_links(&self) -> rusqlite::Result<Vec<(Ino, Ino, u32)>> {
+        self.conn
+            .prepare("SELECT ino, parent, n FROM links ORDER BY ino, parent")?
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+            .collect()
+    }
+
+    /// Every inode with a name in `dir`'s subtree, each once, with `dir` itself first:
+    /// (ino, kind, nlink, size).
+    pub fn subtree(&self, dir: Ino) -> rusqlite::Result<Vec<(Ino, Kind, u32, u64)>> {
+        self.conn
+            .prepare(
+                "WITH RECURSIVE sub(ino) AS (
+                     SELECT ?1 UNION SELECT e.ino FROM entries e JOIN sub s ON e.parent = s.ino
+                 )
+                 SELECT i.ino, i.kind, i.nlink, i.size FROM sub JOIN inodes i ON i.ino = sub.ino",
+            )?
+            .query_map([dir], |r| {
+                let kind: i64 = r.get(1)?;
+                Ok((
+                    r.get(0)?,
+                    Kind::from_code(kind)
+                        .ok_or(rusqlite::Error::IntegralValueOutOfRange(1, kind))?,
+                    r.get(2)?,
+                    r.get::<_, i64>(3)?.max(0) as u64,
+                ))
+            })?
             .collect()
     }
 
@@ -745,7 +1027,7 @@ impl Tx<'_> {
         self.conn
             .prepare(
                 "SELECT session FROM writers UNION SELECT session FROM orphans
-                 UNION SELECT session FROM reservations",
+                 UNION SELECT session FROM held",
             )?
             .query_map([], |r| r.get(0))?
             .collect()
@@ -765,8 +1047,10 @@ impl Tx<'_> {
             .collect()
     }
 
+    /// Drops a session's rows; what it held reserved must have been given back first.
     pub fn forget_session(&self, session: &str) -> rusqlite::Result<()> {
-        self.drop_reservations(session)?;
+        self.conn
+            .execute("DELETE FROM held WHERE session = ?1", [session])?;
         self.conn
             .execute("DELETE FROM writers WHERE session = ?1", [session])?;
         self.conn

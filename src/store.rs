@@ -308,18 +308,20 @@ fn recover(store: &Store, tenant: &TenantId, dir: &Path, me: &str, meta: &mut Me
             .collect::<std::io::Result<_>>()
             .context(|| "cannot read object sizes".into())?;
         meta.write(|tx| {
+            // What it held goes back before sizes settle, so growth is counted once.
+            crate::quota::release_session(tx, session)?;
             for &(ino, len) in &lengths {
                 if let Some(a) = tx.inode(ino)? {
                     let len = len.unwrap_or(0);
                     if len != a.size {
                         tx.set_size(ino, len, a.mtime, a.ctime)?;
-                        tx.add_usage(len as i64 - a.size as i64, 0)?;
+                        crate::quota::add_usage(tx, ino, len as i64 - a.size as i64, 0)?;
                     }
                 }
             }
             for &ino in &orphans {
                 if let Some(a) = tx.inode(ino)?.filter(|a| a.nlink == 0) {
-                    tx.delete_inode(ino, a.size)?;
+                    crate::quota::delete_inode(tx, ino, a.size)?;
                 }
             }
             tx.forget_session(session)

@@ -34,6 +34,7 @@ use crate::ids::Scope;
 use crate::meta::{Meta, NewInode, Tx};
 use crate::objects::{Object, ObjectStore};
 use crate::policy::Rights;
+use crate::quota;
 use crate::time::{Nanos, now_nanos};
 use access::Access;
 use std::path::PathBuf;
@@ -106,6 +107,9 @@ pub struct TenantFs {
     audit: Option<AuditLog>,
     /// The tenant's (max bytes, max inodes), 0 unlimited; re-read with the policy.
     limits: Mutex<(u64, u64)>,
+    /// Whether the tenant has directory quotas; re-read with the policy. With any limit on,
+    /// growing files reserve space in chunks.
+    dir_quotas: AtomicBool,
     /// Activity not yet written to the `metering` table.
     meter: Meter,
     /// This mount's share of the tenant's rate limits.
@@ -152,6 +156,46 @@ fn require_dir(tx: &Tx<'_>, ino: Ino) -> FsResult<Attr> {
 pub const ACL_XATTR: &[u8] = b"tenantfs.acl";
 /// The xattr that tells the caller its own rights.
 pub const EFFECTIVE_XATTR: &[u8] = b"tenantfs.effective";
+/// A directory quota's limits, read and written through admin mounts (0 or removal is
+/// unlimited), in the manner of CephFS's `ceph.quota.*`.
+pub const QUOTA_BYTES_XATTR: &[u8] = b"tenantfs.quota.max_bytes";
+pub const QUOTA_INODES_XATTR: &[u8] = b"tenantfs.quota.max_inodes";
+
+/// Which limit of a directory quota an xattr names.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum QuotaLimit {
+    Bytes,
+    Inodes,
+}
+
+impl QuotaLimit {
+    fn of(name: &[u8]) -> Option<QuotaLimit> {
+        match name {
+            QUOTA_BYTES_XATTR => Some(QuotaLimit::Bytes),
+            QUOTA_INODES_XATTR => Some(QuotaLimit::Inodes),
+            _ => None,
+        }
+    }
+
+    fn get(self, q: &crate::meta::DirQuota) -> u64 {
+        match self {
+            QuotaLimit::Bytes => q.max_bytes,
+            QuotaLimit::Inodes => q.max_inodes,
+        }
+    }
+
+    /// Parses a value: bytes may carry K, M, G or T (powers of 1024); inodes are a count.
+    fn parse(self, value: &[u8]) -> FsResult<u64> {
+        let text = std::str::from_utf8(value)
+            .map_err(|_| FsError::Invalid)?
+            .trim_end_matches(['\n', '\0'])
+            .trim();
+        match self {
+            QuotaLimit::Bytes => crate::ids::parse_size(text).map_err(|_| FsError::Invalid),
+            QuotaLimit::Inodes => text.parse().map_err(|_| FsError::Invalid),
+        }
+    }
+}
 
 /// What a mount serves and to whom.
 pub struct MountSpec {
@@ -187,6 +231,7 @@ impl TenantFs {
         let reaper = Reaper::start(objects.clone(), reaped.clone());
         let access = Access::new(&spec.subject, spec.scope == Scope::Admin, &meta.read())?;
         let limits = Mutex::new(meta.read().limits()?);
+        let dir_quotas = AtomicBool::new(meta.read().has_dir_quotas()?);
         Ok(TenantFs {
             meta: Mutex::new(meta),
             objects,
@@ -195,6 +240,7 @@ impl TenantFs {
             access,
             audit: spec.audit.map(AuditLog::new),
             limits,
+            dir_quotas,
             meter: Meter::default(),
             throttle: throttle::Throttle::default(),
             session,
@@ -446,9 +492,9 @@ impl TenantFs {
         } else {
             tx.limits()?
         };
+        let extra = target.map_or(0, |t| t.len() as u64);
         if max_bytes > 0 || max_inodes > 0 {
             let (bytes, inodes) = tx.usage()?;
-            let extra = target.map_or(0, |t| t.len() as u64);
             if (max_inodes > 0 && inodes >= max_inodes)
                 || (max_bytes > 0 && bytes + tx.reserved()? + extra > max_bytes)
             {
@@ -484,7 +530,11 @@ impl TenantFs {
         if kind == Kind::Dir {
             tx.add_nlink(parent, 1)?;
         }
-        tx.add_usage(target.map_or(0, |t| t.len() as i64), 1)?;
+        // Counted first, then checked against the directory quotas it landed in.
+        let dirs = quota::add_usage(tx, ino, extra as i64, 1)?;
+        if quota::any_over(tx, &dirs)? {
+            return Err(FsError::Quota);
+        }
         require(tx.inode(ino)?)
     }
 
@@ -604,8 +654,18 @@ impl TenantFs {
                 return Err(FsError::TooManyLinks);
             }
             let now = now_nanos();
+            let counted = quota::before(tx, ino)?;
+            if a.nlink == 1
+                && let Some((_, _, first)) = tx.placement(ino)?
+            {
+                tx.add_link(ino, first, 1)?;
+            }
+            tx.add_link(ino, new_parent, 1)?;
             tx.insert_entry(new_parent, new_name, ino, a.kind)?;
             tx.add_nlink(ino, 1)?;
+            if quota::any_over(tx, &quota::settle(tx, counted)?)? {
+                return Err(FsError::Quota);
+            }
             tx.set_ctime(ino, now)?;
             tx.touch(new_parent, now)?;
             a.nlink += 1;
@@ -620,13 +680,15 @@ impl TenantFs {
 
     // ---- removing names -------------------------------------------------------------------
 
-    /// Drops one link of `a` inside a transaction; the caller holds `open`. At zero links
-    /// the inode goes now, or at last release if it is open here.
+    /// Drops the link of `a` in `parent` (its entry already deleted) inside a transaction;
+    /// the caller holds `open`. At zero links the inode goes now, or at last release if it
+    /// is open here.
     fn drop_link(
         &self,
         tx: &Tx<'_>,
         open: &HashMap<Ino, OpenEntry>,
         a: &Attr,
+        parent: Ino,
         now: Nanos,
         doomed: &mut Vec<Ino>,
     ) -> FsResult<()> {
@@ -636,19 +698,32 @@ impl TenantFs {
             a.nlink.saturating_sub(1)
         };
         if remaining > 0 {
+            let counted = quota::before(tx, a.ino)?;
             tx.add_nlink(a.ino, -1)?;
+            tx.add_link(a.ino, parent, -1)?;
+            if remaining == 1 {
+                // Back to one name: `inodes.parent` says where it is again.
+                if let [(last, _)] = tx.link_parents(a.ino)?[..] {
+                    tx.set_parent(a.ino, last)?;
+                }
+                tx.clear_links(a.ino)?;
+            }
+            quota::settle(tx, counted)?;
             tx.set_ctime(a.ino, now)?;
             return Ok(());
         }
         match open.get(&a.ino) {
             Some(e) => {
+                // No names left: it counts for the tenant only until its last release.
+                let counted = quota::before(tx, a.ino)?;
                 tx.add_nlink(a.ino, -i64::from(a.nlink))?;
+                quota::settle(tx, counted)?;
                 tx.set_ctime(a.ino, now)?;
                 tx.add_orphan(a.ino, &self.session)?;
                 e.obj.orphan.store(true, Ordering::SeqCst);
             }
             None => {
-                tx.delete_inode(a.ino, a.size)?;
+                quota::delete_inode(tx, a.ino, a.size)?;
                 doomed.push(a.ino);
             }
         }
@@ -732,7 +807,7 @@ impl TenantFs {
                 if dir {
                     tx.add_nlink(parent, -1)?;
                 }
-                self.drop_link(tx, &open, &a, now, &mut doomed)
+                self.drop_link(tx, &open, &a, parent, now, &mut doomed)
             })?;
         }
         self.reap(doomed);
@@ -809,18 +884,23 @@ impl TenantFs {
                     if dst.kind == Kind::Dir {
                         tx.add_nlink(new_parent, -1)?;
                     }
-                    self.drop_link(tx, &open, dst, now, &mut doomed)?;
+                    self.drop_link(tx, &open, dst, new_parent, now, &mut doomed)?;
                     changed.push(dst.ino);
                 }
                 tx.move_entry(parent, name, new_parent, new_name)?;
                 if parent != new_parent {
+                    let counted = Moving::before(tx, &src, new_parent)?;
                     // Rights are inherited from where a file or directory now is; other
                     // mounts learn of the move through the tree version.
                     tx.set_parent(src.ino, new_parent)?;
+                    move_link(tx, &src, parent, new_parent)?;
                     tx.bump_tree()?;
                     if src.kind == Kind::Dir {
                         tx.add_nlink(parent, -1)?;
                         tx.add_nlink(new_parent, 1)?;
+                    }
+                    if quota::any_over(tx, &counted.settle(tx)?)? {
+                        return Err(FsError::Quota);
                     }
                 }
                 tx.set_ctime(src.ino, now)?;
@@ -864,13 +944,22 @@ impl TenantFs {
         tx.repoint_entry(parent, name, dst.ino, dst.kind)?;
         tx.repoint_entry(new_parent, new_name, src.ino, src.kind)?;
         if parent != new_parent {
+            let src_counted = Moving::before(tx, src, new_parent)?;
+            let dst_counted = Moving::before(tx, dst, parent)?;
             let src_dir = i64::from(src.kind == Kind::Dir);
             let dst_dir = i64::from(dst.kind == Kind::Dir);
             tx.add_nlink(parent, dst_dir - src_dir)?;
             tx.add_nlink(new_parent, src_dir - dst_dir)?;
             tx.set_parent(src.ino, new_parent)?;
             tx.set_parent(dst.ino, parent)?;
+            move_link(tx, src, parent, new_parent)?;
+            move_link(tx, dst, new_parent, parent)?;
             tx.bump_tree()?;
+            let mut grown = src_counted.settle(tx)?;
+            grown.extend(dst_counted.settle(tx)?);
+            if quota::any_over(tx, &grown)? {
+                return Err(FsError::Quota);
+            }
         }
         tx.set_ctime(src.ino, now)?;
         tx.set_ctime(dst.ino, now)?;
@@ -956,9 +1045,9 @@ impl TenantFs {
         if st.dirty || orphan || st.reserved > 0 {
             self.transact(|tx| {
                 self.write_back(tx, obj.ino, &mut st)?;
-                self.unreserve(tx, &mut st)?;
+                self.unreserve(tx, obj.ino, &mut st)?;
                 if orphan {
-                    tx.delete_inode(obj.ino, st.size)?;
+                    quota::delete_inode(tx, obj.ino, st.size)?;
                 }
                 Ok(())
             })?;
@@ -971,16 +1060,17 @@ impl TenantFs {
         Ok(())
     }
 
-    /// Records live size and times in the database.
     /// Records live size and times in the database; growth moves from reserved to used.
     fn write_back(&self, tx: &Tx<'_>, ino: Ino, st: &mut FileState) -> FsResult<()> {
         if !st.dirty {
             return Ok(());
         }
-        tx.set_size(ino, st.size, st.mtime, st.ctime)?;
-        tx.add_usage(st.size as i64 - st.db_size as i64, 0)?;
+        // Another mount may have deleted the inode; then there is nothing left to count.
+        if tx.set_size(ino, st.size, st.mtime, st.ctime)? {
+            quota::add_usage(tx, ino, st.size as i64 - st.db_size as i64, 0)?;
+        }
         let consumed = st.size.saturating_sub(st.db_size).min(st.reserved);
-        tx.add_reserved(&self.session, -(consumed as i64))?;
+        quota::hold(tx, ino, &self.session, -(consumed as i64))?;
         st.reserved -= consumed;
         st.db_size = st.size;
         st.dirty = false;
@@ -988,32 +1078,38 @@ impl TenantFs {
     }
 
     /// Gives back what a file holds reserved beyond its size.
-    fn unreserve(&self, tx: &Tx<'_>, st: &mut FileState) -> FsResult<()> {
-        tx.add_reserved(&self.session, -(st.reserved as i64))?;
-        st.reserved = 0;
+    fn unreserve(&self, tx: &Tx<'_>, ino: Ino, st: &mut FileState) -> FsResult<()> {
+        if st.reserved > 0 {
+            quota::hold(tx, ino, &self.session, -(st.reserved as i64))?;
+            st.reserved = 0;
+        }
         Ok(())
     }
 
-    /// Makes room under the byte limit for the file to reach `want` bytes, reserving in
+    /// Whether any byte limit may apply: the tenant's, or a directory quota anywhere (a file
+    /// may move under one).
+    fn quotas_on(&self) -> bool {
+        self.limits.lock().0 > 0 || self.dir_quotas.load(Ordering::Relaxed)
+    }
+
+    /// Makes room under the byte limits for the file to reach `want` bytes, reserving in
     /// chunks so most writes need no transaction. Returns how far it may grow: `want`, or
-    /// less when the limit is near. The caller holds `st`.
-    fn reserve(&self, st: &mut FileState, want: u64) -> FsResult<u64> {
+    /// less when a limit is near. The caller holds `st`.
+    fn reserve(&self, ino: Ino, st: &mut FileState, want: u64) -> FsResult<u64> {
         let covered = st.db_size + st.reserved;
-        if want <= covered || self.limits.lock().0 == 0 {
+        if want <= covered || !self.quotas_on() {
             return Ok(want);
         }
         self.transact(|tx| {
-            let (max, _) = tx.limits()?;
-            if max == 0 {
+            let room = quota::room(tx, ino)?;
+            if room == u64::MAX && !tx.has_dir_quotas()? {
                 return Ok(want);
             }
-            let (used, _) = tx.usage()?;
-            let avail = max.saturating_sub(used + tx.reserved()?);
             // A growing file reserves as much as it already has (4 to 64 MiB), so a long
             // stream needs a handful of transactions, not one per 4 MiB.
             let chunk = st.size.clamp(RESERVE_CHUNK, RESERVE_CHUNK_MAX);
-            let got = (want - covered).max(chunk).min(avail);
-            tx.add_reserved(&self.session, got as i64)?;
+            let got = (want - covered).max(chunk).min(room);
+            let got = quota::hold(tx, ino, &self.session, got as i64)? as u64;
             st.reserved += got;
             Ok(covered + got)
         })
@@ -1026,7 +1122,7 @@ impl TenantFs {
         if st.dirty || st.reserved > 0 {
             self.transact(|tx| {
                 self.write_back(tx, obj.ino, &mut st)?;
-                self.unreserve(tx, &mut st)
+                self.unreserve(tx, obj.ino, &mut st)
             })?;
         }
         Ok(())
@@ -1059,7 +1155,7 @@ impl TenantFs {
             return Err(FsError::FileTooLarge);
         }
         let mut st = obj.st.lock();
-        if self.reserve(&mut st, size)? < size {
+        if self.reserve(obj.ino, &mut st, size)? < size {
             return Err(FsError::Quota);
         }
         self.mark(obj)?;
@@ -1191,7 +1287,7 @@ impl TenantFs {
             .ok_or(FsError::FileTooLarge)?;
         if end > st.size {
             // Up to the byte limit and no further: a partial write, as POSIX allows.
-            end = end.min(self.reserve(&mut st, end)?);
+            end = end.min(self.reserve(obj.ino, &mut st, end)?);
             if end <= offset {
                 return Err(FsError::Quota);
             }
@@ -1255,7 +1351,7 @@ impl TenantFs {
         let mut st = obj.st.lock();
         if mode & libc::FALLOC_FL_KEEP_SIZE == 0
             && end > st.size
-            && self.reserve(&mut st, end)? < end
+            && self.reserve(obj.ino, &mut st, end)? < end
         {
             return Err(FsError::Quota);
         }
@@ -1382,32 +1478,34 @@ impl TenantFs {
         Ok(())
     }
 
+    /// With a quota over the mount root, df shows the tightest (the one with the least left),
+    /// for bytes and inodes apart: its size, and what is left of it (never more than the disk
+    /// has). Without one, the disk's free space beside this tenant's usage.
     pub fn statfs(&self) -> FsResult<StatFs> {
         self.live()?;
-        let ((bytes, inodes), reserved, (max_bytes, max_inodes)) = {
-            let meta = self.meta.lock();
-            let tx = meta.read();
-            (tx.usage()?, tx.reserved()?, tx.limits()?)
-        };
+        let levels = quota::applying(&self.meta.lock().read(), self.root)?;
+        let tenant = levels[0];
         let space = self.objects.space()?;
         let bsize = 4096u64;
-        let used = bytes.div_ceil(bsize);
         let disk_free = space.avail_bytes / bsize;
-        // With a quota, df shows it: its size, and what is left of it (never more than the
-        // disk has); without one, the disk's free space beside this tenant's usage.
-        let (blocks, free) = if max_bytes > 0 {
-            let left = max_bytes.saturating_sub(bytes + reserved) / bsize;
-            (max_bytes / bsize, left.min(disk_free))
-        } else {
-            (used + disk_free, disk_free)
+        let (blocks, free) = match levels
+            .iter()
+            .filter(|q| q.max_bytes > 0)
+            .min_by_key(|q| q.room())
+        {
+            Some(q) => (q.max_bytes / bsize, (q.room() / bsize).min(disk_free)),
+            None => (tenant.bytes.div_ceil(bsize) + disk_free, disk_free),
         };
-        let (files, ffree) = if max_inodes > 0 {
-            (
-                max_inodes,
-                max_inodes.saturating_sub(inodes).min(space.avail_files),
-            )
-        } else {
-            (inodes + space.avail_files, space.avail_files)
+        let (files, ffree) = match levels
+            .iter()
+            .filter(|q| q.max_inodes > 0)
+            .min_by_key(|q| q.max_inodes.saturating_sub(q.inodes))
+        {
+            Some(q) => (
+                q.max_inodes,
+                q.max_inodes.saturating_sub(q.inodes).min(space.avail_files),
+            ),
+            None => (tenant.inodes + space.avail_files, space.avail_files),
         };
         Ok(StatFs {
             blocks,
@@ -1473,7 +1571,71 @@ impl TenantFs {
         let meta = self.meta.lock();
         let tx = meta.read();
         *self.limits.lock() = tx.limits()?;
+        self.dir_quotas
+            .store(tx.has_dir_quotas()?, Ordering::Relaxed);
         Ok(self.access.refresh(&tx)?)
+    }
+
+    /// Quota xattrs are for admin keys alone; anyone else is refused the same way whether
+    /// or not a quota is set, so the refusal tells nothing.
+    fn need_admin(&self, tx: &Tx<'_>, ino: Ino, op: &'static str) -> FsResult<()> {
+        if self.access.admin() {
+            return Ok(());
+        }
+        if let Some(log) = &self.audit {
+            log.deny(
+                self.access.subject(),
+                op,
+                format!("{} (tenantfs.quota)", tx.path_of(ino)),
+                libc::EACCES,
+            );
+        }
+        Err(FsError::Denied)
+    }
+
+    fn quota_xattr(&self, ino: Ino, limit: QuotaLimit) -> FsResult<Vec<u8>> {
+        let meta = self.meta.lock();
+        let tx = meta.read();
+        require(tx.inode(ino)?)?;
+        self.need_admin(&tx, ino, "getxattr")?;
+        match tx.dir_quota(ino)?.map(|q| limit.get(&q)) {
+            Some(v) if v > 0 => Ok(v.to_string().into_bytes()),
+            _ => Err(FsError::NoXattr),
+        }
+    }
+
+    /// Sets (or with `None` removes) one limit of a directory's quota.
+    fn set_quota_xattr(
+        &self,
+        ino: Ino,
+        limit: QuotaLimit,
+        value: Option<u64>,
+        mode: XattrMode,
+        op: &'static str,
+    ) -> FsResult<()> {
+        self.transact(|tx| {
+            let a = require(tx.inode(ino)?)?;
+            self.need_admin(tx, ino, op)?;
+            if a.kind != Kind::Dir {
+                return Err(FsError::Invalid);
+            }
+            let now = tx.dir_quota(ino)?.unwrap_or_default();
+            let exists = limit.get(&now) > 0;
+            match (mode, value) {
+                (XattrMode::Create, _) if exists => return Err(FsError::Exists),
+                (XattrMode::Replace, _) | (_, None) if !exists => return Err(FsError::NoXattr),
+                _ => {}
+            }
+            let v = value.unwrap_or(0);
+            let (bytes, inodes) = match limit {
+                QuotaLimit::Bytes => (v, now.max_inodes),
+                QuotaLimit::Inodes => (now.max_bytes, v),
+            };
+            quota::set(tx, ino, bytes, inodes)?;
+            self.dir_quotas
+                .store(tx.has_dir_quotas()?, Ordering::Relaxed);
+            Ok(())
+        })
     }
 
     fn user_namespace(name: &[u8]) -> bool {
@@ -1487,6 +1649,10 @@ impl TenantFs {
             let text = std::str::from_utf8(value).map_err(|_| FsError::Invalid)?;
             let entries = crate::admin::parse_entries(text).map_err(|_| FsError::Invalid)?;
             return self.change_acl(ino, &entries, "setxattr");
+        }
+        if let Some(limit) = QuotaLimit::of(name) {
+            let v = limit.parse(value)?;
+            return self.set_quota_xattr(ino, limit, Some(v), mode, "setxattr");
         }
         if !Self::user_namespace(name) {
             return Err(FsError::NotSupported);
@@ -1526,6 +1692,9 @@ impl TenantFs {
             self.need_owner(&tx, ino, "getxattr")?;
             return Ok(crate::admin::format_entries(&tx.acl(ino)?).into_bytes());
         }
+        if let Some(limit) = QuotaLimit::of(name) {
+            return self.quota_xattr(ino, limit);
+        }
         if !Self::user_namespace(name) {
             return Err(FsError::NoXattr);
         }
@@ -1561,6 +1730,9 @@ impl TenantFs {
         Self::xattr_name(name)?;
         if name == ACL_XATTR {
             return self.change_acl(ino, &[], "removexattr");
+        }
+        if let Some(limit) = QuotaLimit::of(name) {
+            return self.set_quota_xattr(ino, limit, None, XattrMode::Any, "removexattr");
         }
         if !Self::user_namespace(name) {
             return Err(FsError::NotSupported);
@@ -1620,7 +1792,11 @@ impl TenantFs {
                 tracing::warn!(fh, error = %e, "write-back at unmount failed");
             }
         }
-        if let Err(e) = self.transact(|tx| Ok(tx.forget_session(&self.session)?)) {
+        let forget = |tx: &Tx<'_>| {
+            quota::release_session(tx, &self.session)?;
+            Ok(tx.forget_session(&self.session)?)
+        };
+        if let Err(e) = self.transact(forget) {
             tracing::warn!(error = %e, "clearing this session's markers failed; the next mount will");
         }
         if let Err(e) = self.meta.lock().sync() {
@@ -1631,6 +1807,40 @@ impl TenantFs {
 
 #[cfg(test)]
 mod tests;
+
+/// Something about to move to another directory, as the quotas see it: a directory moves its
+/// whole subtree, anything else only itself.
+enum Moving {
+    Dir(quota::DirMove),
+    Other(quota::Before),
+}
+
+impl Moving {
+    fn before(tx: &Tx<'_>, a: &Attr, new_parent: Ino) -> rusqlite::Result<Moving> {
+        Ok(if a.kind == Kind::Dir {
+            Moving::Dir(quota::before_dir_move(tx, a.ino, new_parent)?)
+        } else {
+            Moving::Other(quota::before(tx, a.ino)?)
+        })
+    }
+
+    /// Settles the move; returns the quotas that gained.
+    fn settle(self, tx: &Tx<'_>) -> rusqlite::Result<Vec<Ino>> {
+        match self {
+            Moving::Dir(m) => quota::settle_dir_move(tx, m),
+            Moving::Other(b) => quota::settle(tx, b),
+        }
+    }
+}
+
+/// Moves one name of a file with several links from `from` to `to` in `links`.
+fn move_link(tx: &Tx<'_>, a: &Attr, from: Ino, to: Ino) -> rusqlite::Result<()> {
+    if a.kind != Kind::Dir && a.nlink > 1 {
+        tx.add_link(a.ino, from, -1)?;
+        tx.add_link(a.ino, to, 1)?;
+    }
+    Ok(())
+}
 
 /// A thread that deletes objects of removed inodes, so unlink does not wait for the disk.
 struct Reaper {

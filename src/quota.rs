@@ -1,0 +1,327 @@
+//! Keeping the tenant's usage and its directory quotas exact as names are made, moved and
+//! removed and as files grow.
+//!
+//! The model:
+//! - the tenant counts every inode once, and the bytes of its files and symlinks;
+//! - a quota on directory D counts, once each, the inodes with at least one name below D (D
+//!   itself is not counted). A file with names under two quota'd trees counts in both; two
+//!   names under one tree count once there;
+//! - bytes open files hold reserved (`held`) count against the tenant and against every
+//!   quota over the file, and move with the file when it moves, so a file growing inside its
+//!   reservation never pushes any quota past its limit;
+//! - an inode with no names left (open after unlink) counts for the tenant only.
+//!
+//! Every function runs inside the caller's transaction. Changes that add to a quota return
+//! the quotas they added to, and the caller refuses (rolls back) if any of them is over.
+
+use std::collections::HashMap;
+
+use crate::fs::types::{Ino, Kind, ROOT_INO};
+use crate::meta::{DirQuota, Tx};
+
+/// Deeper than any real tree; stops a walk over a corrupt parent chain.
+const MAX_DEPTH: usize = 4096;
+
+/// The quota'd directories over names in `dir`: `dir` and its ancestors that have a quota.
+fn chain(tx: &Tx<'_>, dir: Ino, quotas: &[Ino]) -> rusqlite::Result<Vec<Ino>> {
+    let mut out = Vec::new();
+    let mut at = dir;
+    for _ in 0..MAX_DEPTH {
+        if quotas.contains(&at) {
+            out.push(at);
+        }
+        if at == ROOT_INO {
+            break;
+        }
+        match tx.dir_parent(at)? {
+            Some(p) if p != at => at = p,
+            _ => break,
+        }
+    }
+    Ok(out)
+}
+
+/// The directory quotas `ino` counts in.
+pub fn over(tx: &Tx<'_>, ino: Ino) -> rusqlite::Result<Vec<Ino>> {
+    let quotas = tx.dir_quota_inos()?;
+    if quotas.is_empty() {
+        return Ok(Vec::new());
+    }
+    let Some((kind, nlink, parent)) = tx.placement(ino)? else {
+        return Ok(Vec::new());
+    };
+    if ino == ROOT_INO || nlink == 0 {
+        return Ok(Vec::new());
+    }
+    let mut parents = vec![parent];
+    if kind != Kind::Dir && nlink > 1 {
+        let linked = tx.link_parents(ino)?;
+        if !linked.is_empty() {
+            parents = linked.into_iter().map(|(p, _)| p).collect();
+        }
+    }
+    let mut out = Vec::new();
+    for p in parents {
+        for q in chain(tx, p, &quotas)? {
+            if !out.contains(&q) {
+                out.push(q);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Adds to the usage of `ino`: the tenant's and that of every quota it counts in. Returns
+/// those quotas.
+pub fn add_usage(tx: &Tx<'_>, ino: Ino, bytes: i64, inodes: i64) -> rusqlite::Result<Vec<Ino>> {
+    tx.add_usage(bytes, inodes)?;
+    let dirs = over(tx, ino)?;
+    if bytes != 0 || inodes != 0 {
+        for &d in &dirs {
+            tx.add_dir_usage(d, bytes, inodes, 0)?;
+        }
+    }
+    Ok(dirs)
+}
+
+/// Changes what `session` holds reserved for `ino` by `delta` (negative gives back), never
+/// below zero. Returns the change made.
+pub fn hold(tx: &Tx<'_>, ino: Ino, session: &str, delta: i64) -> rusqlite::Result<i64> {
+    let now = tx.held(ino, session)?;
+    let new = (now as i64).saturating_add(delta).max(0) as u64;
+    let change = new as i64 - now as i64;
+    if change == 0 {
+        return Ok(0);
+    }
+    tx.set_held(ino, session, new)?;
+    tx.add_reserved(change)?;
+    for d in over(tx, ino)? {
+        tx.add_dir_usage(d, 0, 0, change)?;
+    }
+    Ok(change)
+}
+
+/// Gives back everything a session holds (it ended or died).
+pub fn release_session(tx: &Tx<'_>, session: &str) -> rusqlite::Result<()> {
+    for (ino, bytes) in tx.held_by(session)? {
+        hold(tx, ino, session, -(bytes as i64))?;
+    }
+    Ok(())
+}
+
+/// Bytes `ino` may still grow by under the tenant's limit and every quota over it;
+/// `u64::MAX` when nothing limits it.
+pub fn room(tx: &Tx<'_>, ino: Ino) -> rusqlite::Result<u64> {
+    let (max, _) = tx.limits()?;
+    let mut room = if max == 0 {
+        u64::MAX
+    } else {
+        let (used, _) = tx.usage()?;
+        max.saturating_sub(used + tx.reserved()?)
+    };
+    for d in over(tx, ino)? {
+        if let Some(q) = tx.dir_quota(d)? {
+            room = room.min(q.room());
+        }
+    }
+    Ok(room)
+}
+
+/// Whether any of `dirs` holds more than its limits allow.
+pub fn any_over(tx: &Tx<'_>, dirs: &[Ino]) -> rusqlite::Result<bool> {
+    for &d in dirs {
+        if tx.dir_quota(d)?.is_some_and(|q| q.over()) {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// Deletes an inode with everything keyed by it, giving back its usage and what is held
+/// for it.
+pub fn delete_inode(tx: &Tx<'_>, ino: Ino, size: u64) -> rusqlite::Result<()> {
+    for (session, bytes) in tx.held_for(ino)? {
+        hold(tx, ino, &session, -(bytes as i64))?;
+    }
+    let kind = tx.placement(ino)?.map(|(k, _, _)| k);
+    let bytes = if matches!(kind, Some(Kind::File | Kind::Symlink)) {
+        size as i64
+    } else {
+        0
+    };
+    add_usage(tx, ino, -bytes, -1)?;
+    tx.delete_inode(ino)
+}
+
+/// Bytes an inode counts for: a file's size, a symlink's target; nothing for the rest.
+fn data_bytes(kind: Kind, size: u64) -> u64 {
+    if matches!(kind, Kind::File | Kind::Symlink) {
+        size
+    } else {
+        0
+    }
+}
+
+/// The quotas an inode counted in before a change to its names; [`settle`] moves its usage
+/// to the quotas it counts in after.
+pub struct Before {
+    ino: Ino,
+    dirs: Vec<Ino>,
+}
+
+pub fn before(tx: &Tx<'_>, ino: Ino) -> rusqlite::Result<Before> {
+    Ok(Before {
+        ino,
+        dirs: over(tx, ino)?,
+    })
+}
+
+/// Moves an inode's usage (its bytes, itself, what is held for it) from the quotas it left
+/// to those it entered. Returns the quotas it entered.
+pub fn settle(tx: &Tx<'_>, b: Before) -> rusqlite::Result<Vec<Ino>> {
+    let after = over(tx, b.ino)?;
+    let left: Vec<Ino> = b
+        .dirs
+        .iter()
+        .copied()
+        .filter(|d| !after.contains(d))
+        .collect();
+    let entered: Vec<Ino> = after
+        .iter()
+        .copied()
+        .filter(|d| !b.dirs.contains(d))
+        .collect();
+    if left.is_empty() && entered.is_empty() {
+        return Ok(entered);
+    }
+    let Some(a) = tx.inode(b.ino)? else {
+        return Ok(Vec::new());
+    };
+    let bytes = data_bytes(a.kind, a.size) as i64;
+    let held = tx.held_total(b.ino)? as i64;
+    for &d in &left {
+        tx.add_dir_usage(d, -bytes, -1, -held)?;
+    }
+    for &d in &entered {
+        tx.add_dir_usage(d, bytes, 1, held)?;
+    }
+    Ok(entered)
+}
+
+/// A directory about to move: the quotas over it before and after, and, when they differ,
+/// what its subtree holds.
+pub struct DirMove {
+    from: Vec<Ino>,
+    to: Vec<Ino>,
+    /// (bytes, inodes, held) of the subtree, the directory included, leaving out files with
+    /// several links, which settle one by one.
+    single: (i64, i64, i64),
+    multi: Vec<Before>,
+}
+
+/// Takes stock of `dir`'s subtree before it moves under `new_parent`. `new_parent` is not
+/// inside `dir` (the caller refused that loop), so its chain is the same after the move.
+pub fn before_dir_move(tx: &Tx<'_>, dir: Ino, new_parent: Ino) -> rusqlite::Result<DirMove> {
+    let quotas = tx.dir_quota_inos()?;
+    let from = over(tx, dir)?;
+    let to = if quotas.is_empty() {
+        Vec::new()
+    } else {
+        chain(tx, new_parent, &quotas)?
+    };
+    let mut m = DirMove {
+        from,
+        to,
+        single: (0, 0, 0),
+        multi: Vec::new(),
+    };
+    if m.from == m.to {
+        return Ok(m);
+    }
+    let held = tx.all_held()?;
+    for (ino, kind, nlink, size) in tx.subtree(dir)? {
+        if kind != Kind::Dir && nlink > 1 {
+            m.multi.push(before(tx, ino)?);
+        } else {
+            m.single.0 += data_bytes(kind, size) as i64;
+            m.single.1 += 1;
+            m.single.2 += held.get(&ino).copied().unwrap_or(0) as i64;
+        }
+    }
+    Ok(m)
+}
+
+/// Moves a moved directory's subtree between quotas. Returns the quotas that gained.
+pub fn settle_dir_move(tx: &Tx<'_>, m: DirMove) -> rusqlite::Result<Vec<Ino>> {
+    if m.from == m.to {
+        return Ok(Vec::new());
+    }
+    let (bytes, inodes, held) = m.single;
+    let mut grown = Vec::new();
+    for &d in m.from.iter().filter(|d| !m.to.contains(d)) {
+        tx.add_dir_usage(d, -bytes, -inodes, -held)?;
+    }
+    for &d in m.to.iter().filter(|d| !m.from.contains(d)) {
+        tx.add_dir_usage(d, bytes, inodes, held)?;
+        grown.push(d);
+    }
+    for b in m.multi {
+        grown.extend(settle(tx, b)?);
+    }
+    Ok(grown)
+}
+
+/// What `dir`'s subtree holds, counted from scratch: (bytes, inodes, held), `dir` itself
+/// left out. For a new quota and for fsck.
+pub fn recount(
+    tx: &Tx<'_>,
+    dir: Ino,
+    held: &HashMap<Ino, u64>,
+) -> rusqlite::Result<(u64, u64, u64)> {
+    let mut total = (0, 0, 0);
+    for (ino, kind, _, size) in tx.subtree(dir)?.into_iter().filter(|r| r.0 != dir) {
+        total.0 += data_bytes(kind, size);
+        total.1 += 1;
+        total.2 += held.get(&ino).copied().unwrap_or(0);
+    }
+    Ok(total)
+}
+
+/// Sets a directory's quota (0 is unlimited), counting what its subtree holds when it is new.
+/// Both limits 0 removes it.
+pub fn set(tx: &Tx<'_>, dir: Ino, max_bytes: u64, max_inodes: u64) -> rusqlite::Result<()> {
+    if max_bytes == 0 && max_inodes == 0 {
+        tx.remove_dir_quota(dir)?;
+        return Ok(());
+    }
+    let new = tx.dir_quota(dir)?.is_none();
+    tx.put_dir_quota(dir, max_bytes, max_inodes)?;
+    if new {
+        let (bytes, inodes, held) = recount(tx, dir, &tx.all_held()?)?;
+        tx.set_dir_usage(dir, bytes, inodes, held)?;
+    }
+    Ok(())
+}
+
+/// The limits that apply to a mount whose root is `root`, tightest first for each of bytes
+/// and inodes: the tenant's, and the quotas on `root` and above it. Each is given as a
+/// `DirQuota` (the tenant's with `ino` 0).
+pub fn applying(tx: &Tx<'_>, root: Ino) -> rusqlite::Result<Vec<DirQuota>> {
+    let (max_bytes, max_inodes) = tx.limits()?;
+    let (bytes, inodes) = tx.usage()?;
+    let mut out = vec![DirQuota {
+        ino: 0,
+        max_bytes,
+        max_inodes,
+        bytes,
+        inodes,
+        reserved: tx.reserved()?,
+    }];
+    let quotas = tx.dir_quota_inos()?;
+    if !quotas.is_empty() {
+        for d in chain(tx, root, &quotas)? {
+            out.extend(tx.dir_quota(d)?);
+        }
+    }
+    Ok(out)
+}
