@@ -27,10 +27,18 @@ bindfs "$work/bindfs-src" "$work/bindfs"
 "$tfs" tenant create bench 2>/dev/null
 "$tfs" key create --tenant bench --subject user:bench --scope admin > "$work/bench.key" 2>/dev/null
 "$tfs" mount "$work/tenantfs" --key-file "$work/bench.key"
-# tenantfs-quota: the same admin key, with a quota set, so every write goes through
-# reservations (compare with tenantfs: no quota).
+# tenantfs-quota: an admin key confined to /org/team, under a tenant quota and two nested
+# directory quotas (/org and /org/team), so every write goes through reservations held
+# against three limits and every create is counted in three places (compare with tenantfs:
+# no quota).
 "$tfs" tenant create bench-quota --max-bytes 1T --max-inodes 100000000 2>/dev/null
-"$tfs" key create --tenant bench-quota --subject user:bench --scope admin > "$work/bench-quota.key" 2>/dev/null
+"$tfs" key create --tenant bench-quota --subject user:bench --scope admin > "$work/bench-quota-setup.key" 2>/dev/null
+"$tfs" mount "$work/tenantfs-quota" --key-file "$work/bench-quota-setup.key"
+mkdir -p "$work/tenantfs-quota/org/team"
+"$tfs" umount "$work/tenantfs-quota"
+"$tfs" quota set --tenant bench-quota /org --max-bytes 1T --max-inodes 100000000 2>/dev/null
+"$tfs" quota set --tenant bench-quota /org/team --max-bytes 1T --max-inodes 100000000 2>/dev/null
+"$tfs" key create --tenant bench-quota --subject user:bench --scope admin --root /org/team > "$work/bench-quota.key" 2>/dev/null
 "$tfs" mount "$work/tenantfs-quota" --key-file "$work/bench-quota.key"
 # tenantfs-acl: every tenant check on: an agent whose rights come through 10 nested groups,
 # in a tenant with a quota and 1,000 ACL entries for other subjects beside the benchmark's.
