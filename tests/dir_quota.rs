@@ -655,3 +655,37 @@ fn directory_usage_survives_kill_9_and_fsck_repair_recounts_it() {
         String::from_utf8_lossy(&fsck.stdout)
     );
 }
+
+/// The issue's own numbers: 2 GiB of dd into a 1 GiB directory quota stops at exactly 1 GiB.
+#[test]
+fn two_gib_of_dd_into_a_one_gib_quota_stops_at_one_gib() {
+    let env = Env::new();
+    env.tenant("acme");
+    let m = mount_acme(&env, "m", &[]);
+    fs::create_dir(m.p("q")).unwrap();
+    drop(m);
+    set(&env, "/q", &["--max-bytes", "1G"]);
+    let m = mount_acme(&env, "m", &[]);
+    let out = Command::new("dd")
+        .args(["if=/dev/zero", "bs=1M", "count=2048", "status=none"])
+        .arg(format!("of={}", m.p("q/big").display()))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("Disk quota exceeded"), "{err}");
+    assert_eq!(fs::metadata(m.p("q/big")).unwrap().len(), 1 << 30);
+    assert_eq!(used(&env, "/q").0, 1 << 30);
+    assert_eq!(
+        errno_of(
+            fs::OpenOptions::new()
+                .append(true)
+                .open(m.p("q/big"))
+                .unwrap()
+                .write(b"x")
+                .unwrap_err()
+        ),
+        libc::EDQUOT
+    );
+    fs::remove_file(m.p("q/big")).unwrap();
+}

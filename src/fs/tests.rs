@@ -982,3 +982,33 @@ fn counters_stay_exact_through_a_mixed_workload() {
     }
     assert_counts_exact(&f);
 }
+
+#[test]
+fn a_version_4_store_is_migrated_and_its_reservations_given_back() {
+    let f = Fixture::new();
+    let path = f.store.tenant_dir(&f.tenant).join("meta.db");
+    let old = rusqlite::Connection::open(&path).unwrap();
+    old.execute_batch(
+        "DROP TABLE held; DROP TABLE dir_quotas; DROP TABLE links;
+         CREATE TABLE reservations(session TEXT PRIMARY KEY, bytes INTEGER NOT NULL);
+         INSERT INTO reservations VALUES ('dead', 4096);
+         UPDATE usage SET reserved = 4096;
+         UPDATE info SET value = 4 WHERE key = 'schema_version';",
+    )
+    .unwrap();
+    drop(old);
+    let meta = f.meta();
+    assert_eq!(meta.read().reserved().unwrap(), 0);
+    assert!(!meta.read().has_dir_quotas().unwrap());
+    let (fs, _s) = f.core(false);
+    file(&fs, ROOT_INO, "works", b"x");
+    let version: i64 = rusqlite::Connection::open(&path)
+        .unwrap()
+        .query_row(
+            "SELECT value FROM info WHERE key = 'schema_version'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(version, 5);
+}
