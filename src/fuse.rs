@@ -28,8 +28,15 @@ use crate::fs::{
 };
 use crate::time::{from_nanos, to_nanos};
 
-/// How long the kernel may trust attributes and names without asking again.
+/// How long the kernel may trust attributes and names (and that a name is absent) without
+/// asking again.
 const TTL: Duration = Duration::from_secs(1);
+
+/// Each open starts from a fresh page cache, so every byte a tenant reads reaches the daemon
+/// and is metered: `FOPEN_KEEP_CACHE` would serve re-reads (and reads of data just written)
+/// from the kernel, unbilled. `FUSE_AUTO_INVAL_DATA` still drops pages of a file held open
+/// when another mount's change shows in its attributes.
+const OPEN_FLAGS: FopenFlags = FopenFlags::empty();
 
 /// State shared by the session's threads and the mount's watcher.
 pub struct Shared {
@@ -131,6 +138,27 @@ impl FuseFs {
     }
 }
 
+/// The attributes of a negative entry: inode 0 tells the kernel the name does not exist.
+fn absent() -> FileAttr {
+    FileAttr {
+        ino: INodeNo(0),
+        size: 0,
+        blocks: 0,
+        atime: std::time::UNIX_EPOCH,
+        mtime: std::time::UNIX_EPOCH,
+        ctime: std::time::UNIX_EPOCH,
+        crtime: std::time::UNIX_EPOCH,
+        kind: FileType::RegularFile,
+        perm: 0,
+        nlink: 0,
+        uid: 0,
+        gid: 0,
+        rdev: 0,
+        blksize: 4096,
+        flags: 0,
+    }
+}
+
 fn file_type(k: Kind) -> FileType {
     match k {
         Kind::File => FileType::RegularFile,
@@ -205,7 +233,8 @@ impl Filesystem for FuseFs {
         let wanted = InitFlags::FUSE_DO_READDIRPLUS
             | InitFlags::FUSE_READDIRPLUS_AUTO
             | InitFlags::FUSE_PARALLEL_DIROPS
-            | InitFlags::FUSE_CACHE_SYMLINKS;
+            | InitFlags::FUSE_CACHE_SYMLINKS
+            | InitFlags::FUSE_AUTO_INVAL_DATA;
         let _ = config.add_capabilities(wanted & config.capabilities());
         let _ = config.set_max_background(64);
         Ok(())
@@ -217,12 +246,13 @@ impl Filesystem for FuseFs {
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         let parent = ino!(self, parent, reply);
-        answer!(
-            "lookup",
-            reply,
-            self.core().lookup(parent, name.as_bytes()),
-            |a| self.entry(reply, &a)
-        )
+        match self.core().lookup(parent, name.as_bytes()) {
+            Ok(a) => self.entry(reply, &a),
+            // A negative entry: the kernel remembers the name is absent for `TTL`, so probes
+            // for missing files (git, compilers, shells searching PATH) stay in the kernel.
+            Err(FsError::NotFound) => reply.entry(&TTL, &absent(), Generation(0)),
+            Err(e) => reply.error(fail("lookup", e)),
+        }
     }
 
     fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
@@ -401,7 +431,7 @@ impl Filesystem for FuseFs {
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         let ino = ino!(self, ino, reply);
         answer!("open", reply, self.core().open(ino, flags.0), |fh| reply
-            .opened(FileHandle(fh), FopenFlags::empty()))
+            .opened(FileHandle(fh), OPEN_FLAGS))
     }
 
     fn read(
@@ -657,7 +687,7 @@ impl Filesystem for FuseFs {
                 &self.attr(&a),
                 Generation(0),
                 FileHandle(fh),
-                FopenFlags::empty(),
+                OPEN_FLAGS,
             )
         })
     }
