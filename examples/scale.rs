@@ -18,7 +18,9 @@ use tenantfs::meta::NewInode;
 use tenantfs::store::Store;
 
 const ROUNDS: usize = 5;
-const SAMPLE: usize = 1000;
+/// Files stat'ed per round, each in its own directory in both trees, so every stat costs the
+/// same lookups (directory, then file) whatever the tree's size.
+const SAMPLE: usize = 500;
 
 fn bin() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
@@ -116,8 +118,10 @@ fn measure(
     let keyfile = key(&store, tenant, scratch);
     let mnt = scratch.join(format!("mnt-{tenant}"));
     std::fs::create_dir_all(&mnt).unwrap();
-    let step = (names.len() / SAMPLE).max(1);
-    let sample: Vec<&(String, String)> = names.iter().step_by(step).take(SAMPLE).collect();
+    let mut seen = std::collections::HashSet::new();
+    let per_dir: Vec<&(String, String)> = names.iter().filter(|(d, _)| seen.insert(d)).collect();
+    let step = (per_dir.len() / SAMPLE).max(1);
+    let sample: Vec<&(String, String)> = per_dir.into_iter().step_by(step).take(SAMPLE).collect();
     let (mut mounts, mut stats) = (Vec::new(), Vec::new());
     let (mut rss_idle, mut rss_loaded) = (0, 0);
     for _ in 0..ROUNDS {
@@ -200,20 +204,20 @@ fn main() {
     Store::init(&small).unwrap();
     let s1 = Store::open(&small).unwrap();
     s1.create_tenant(&t, "t", (0, 0), false).unwrap();
-    let names_small = fill(&s1, &t, 10, 100);
+    let names_small = fill(&s1, &t, SAMPLE, 1);
 
     let began = Instant::now();
     Store::init(&large).unwrap();
     let sn = Store::open(&large).unwrap();
     sn.create_tenant(&t, "t", (0, 0), false).unwrap();
-    let names_t = fill(&sn, &t, 10, 100);
+    let names_t = fill(&sn, &t, SAMPLE, 1);
     for i in 1..tenants.saturating_sub(1) {
         let id: TenantId = format!("tenant-{i:05}").parse().unwrap();
         sn.create_tenant(&id, "x", (0, 0), false).unwrap();
     }
     sn.create_tenant(&big, "big", (0, 0), false).unwrap();
-    let per_dir = 1000;
-    let names_big = fill(&sn, &big, inodes / per_dir, per_dir);
+    let per_dir = 999;
+    let names_big = fill(&sn, &big, inodes / (per_dir + 1), per_dir);
     eprintln!(
         "built {tenants} tenants and {} inodes in {:.1} s",
         names_big.len() + inodes / per_dir,

@@ -307,6 +307,16 @@ struct MountArgs {
     /// Threads serving kernel requests.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
     threads: u16,
+    /// Inodes whose access rights the mount remembers (about 48 bytes each).
+    #[arg(long, default_value_t = crate::fs::access::CACHE_ENTRIES, value_name = "N")]
+    rights_cache: usize,
+    /// SQLite's page cache for the tenant's metadata.
+    #[arg(long, default_value = "8M", value_parser = parse_size, value_name = "SIZE")]
+    db_cache: u64,
+    /// How much of the metadata database to memory-map (0 maps nothing). Mapped pages count
+    /// in the daemon's RSS but belong to the host's page cache, which can reclaim them.
+    #[arg(long, default_value = "256M", value_parser = parse_size, value_name = "SIZE")]
+    db_map: u64,
 }
 
 pub fn run() -> i32 {
@@ -368,6 +378,11 @@ fn dispatch(cli: Cli) -> Result<()> {
                     foreground: args.foreground,
                     allow_other: args.allow_other,
                     threads: usize::from(args.threads),
+                    caches: daemon::Caches {
+                        rights: args.rights_cache,
+                        db_cache: args.db_cache,
+                        db_map: args.db_map,
+                    },
                 },
             )
         }

@@ -40,6 +40,18 @@ pub struct MountRequest {
     pub foreground: bool,
     pub allow_other: bool,
     pub threads: usize,
+    pub caches: Caches,
+}
+
+/// Sizes of a mount's caches, so memory can be traded for speed.
+#[derive(Clone, Copy, Debug)]
+pub struct Caches {
+    /// Inodes whose rights are remembered.
+    pub rights: usize,
+    /// SQLite's page cache, in bytes.
+    pub db_cache: u64,
+    /// How much of the database file is memory-mapped, in bytes; 0 maps nothing.
+    pub db_map: u64,
 }
 
 /// Mounts and returns once the mount is live (or, in the foreground, once it ends).
@@ -171,6 +183,7 @@ fn serve_inner(
         .map_err(|e| io_err("cannot block signals", e))?;
 
     let mut meta = store.open_meta(&principal.tenant)?;
+    meta.set_caches(req.caches.db_cache, req.caches.db_map)?;
     let root = Store::resolve_root(&meta, &principal.root)?;
     let session = Session::start(store, &principal.tenant, &mut meta)?;
     let read_only = principal.scope == Scope::Read;
@@ -179,6 +192,7 @@ fn serve_inner(
         subject: principal.subject.clone(),
         scope: principal.scope,
         audit: Some(store.audit_log(&principal.tenant)),
+        rights_cache: req.caches.rights,
     };
     let core = TenantFs::new(
         meta,

@@ -293,6 +293,21 @@ impl Meta {
         Ok(out)
     }
 
+    /// Sets the page cache and the memory-mapped size (0 maps nothing), in bytes.
+    pub fn set_caches(&self, cache: u64, map: u64) -> rusqlite::Result<()> {
+        Meta::caches(&self.conn, cache, map)
+    }
+
+    fn caches(conn: &Connection, cache: u64, map: u64) -> rusqlite::Result<()> {
+        // A negative cache_size is in KiB.
+        conn.pragma_update(None, "cache_size", -((cache / 1024).max(64) as i64))?;
+        // mmap_size answers with a row, so it is read rather than updated.
+        let _: Option<i64> = conn
+            .query_row(&format!("PRAGMA mmap_size = {map}"), [], |r| r.get(0))
+            .optional()?;
+        Ok(())
+    }
+
     /// Read-only access outside a transaction: each statement sees a committed state.
     pub fn read(&self) -> Tx<'_> {
         Tx { conn: &self.conn }
@@ -325,8 +340,14 @@ fn configure(conn: &Connection) -> rusqlite::Result<()> {
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.pragma_update(None, "foreign_keys", "OFF")?;
     conn.set_prepared_statement_cache_capacity(64);
-    Ok(())
+    Meta::caches(conn, DB_CACHE, DB_MAP)
 }
+
+/// SQLite's page cache per connection, and how much of the database file it maps into
+/// memory: with a million inodes the tree no longer fits the default 2 MB cache, and mapped
+/// pages cost a memory access where a cache miss costs a `pread`.
+pub const DB_CACHE: u64 = 8 << 20;
+pub const DB_MAP: u64 = 256 << 20;
 
 /// Statements over one connection, inside or outside a transaction.
 pub struct Tx<'a> {

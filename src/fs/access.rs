@@ -18,8 +18,8 @@ use crate::fs::types::{Ino, ROOT_INO};
 use crate::meta::Tx;
 use crate::policy::{Decision, Entry, Rights, decide};
 
-/// How many inodes' rights a mount remembers.
-const CACHE_ENTRIES: usize = 65536;
+/// How many inodes' rights a mount remembers unless told otherwise (about 3 MiB).
+pub const CACHE_ENTRIES: usize = 65536;
 
 pub struct Access {
     subject: String,
@@ -36,11 +36,21 @@ struct State {
 
 impl Access {
     pub fn new(subject: &str, admin: bool, tx: &Tx<'_>) -> rusqlite::Result<Access> {
+        Access::sized(subject, admin, tx, CACHE_ENTRIES)
+    }
+
+    /// An `Access` remembering at most `entries` inodes' rights.
+    pub fn sized(
+        subject: &str,
+        admin: bool,
+        tx: &Tx<'_>,
+        entries: usize,
+    ) -> rusqlite::Result<Access> {
         let state = State {
             identities: tx.groups()?.identities(subject),
             version: tx.policy_version()?,
             tree: tx.tree_version()?,
-            cache: LruCache::new(NonZeroUsize::new(CACHE_ENTRIES).expect("non-zero")),
+            cache: LruCache::new(NonZeroUsize::new(entries.max(1)).expect("non-zero")),
         };
         Ok(Access {
             subject: subject.to_string(),

@@ -206,6 +206,8 @@ pub struct MountSpec {
     pub scope: Scope,
     /// Where denials are logged; `None` keeps no log.
     pub audit: Option<PathBuf>,
+    /// How many inodes' rights to remember.
+    pub rights_cache: usize,
 }
 
 impl MountSpec {
@@ -216,6 +218,7 @@ impl MountSpec {
             subject: "service:tenantfs".into(),
             scope: Scope::Admin,
             audit: None,
+            rights_cache: access::CACHE_ENTRIES,
         }
     }
 }
@@ -229,7 +232,8 @@ impl TenantFs {
     ) -> FsResult<TenantFs> {
         let reaped = Arc::new(Mutex::new(Vec::new()));
         let reaper = Reaper::start(objects.clone(), reaped.clone());
-        let access = Access::new(&spec.subject, spec.scope == Scope::Admin, &meta.read())?;
+        let admin = spec.scope == Scope::Admin;
+        let access = Access::sized(&spec.subject, admin, &meta.read(), spec.rights_cache)?;
         let limits = Mutex::new(meta.read().limits()?);
         let dir_quotas = AtomicBool::new(meta.read().has_dir_quotas()?);
         Ok(TenantFs {

@@ -41,6 +41,7 @@ impl Fixture {
             subject: "user:alice".into(),
             scope,
             audit: None,
+            rights_cache: access::CACHE_ENTRIES,
         };
         (
             TenantFs::new(meta, objects, spec, session.id.clone()).unwrap(),
@@ -492,7 +493,7 @@ fn private_core(f: &Fixture, subject: &str) -> TenantFs {
         root: ROOT_INO,
         subject: subject.into(),
         scope: Scope::Write,
-        audit: None,
+        ..MountSpec::admin()
     };
     TenantFs::new(
         meta,
@@ -637,6 +638,7 @@ fn denials_are_audited_with_the_path() {
         subject: "user:eve".into(),
         scope: Scope::Write,
         audit: Some(log.clone()),
+        rights_cache: access::CACHE_ENTRIES,
     };
     let eve = TenantFs::new(
         f.meta(),
