@@ -118,9 +118,10 @@ fn core(c: &mut Criterion) {
         b.iter(|| {
             let ino = s.inos[next()];
             meta.write(|tx| -> rusqlite::Result<()> {
-                let room = quota::room(tx, ino)?;
-                quota::hold(tx, ino, "bench", room.min(4 << 20) as i64)?;
-                quota::hold(tx, ino, "bench", -(4 << 20))?;
+                let dirs = quota::over(tx, ino)?;
+                let room = quota::room(tx, &dirs)?;
+                quota::hold_in(tx, ino, "bench", room.min(4 << 20) as i64, &dirs)?;
+                quota::hold_in(tx, ino, "bench", -(4 << 20), &dirs)?;
                 Ok(())
             })
             .unwrap()

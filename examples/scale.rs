@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use tenantfs::catalog::NewKeySpec;
-use tenantfs::fs::{Ctx, Ino, Kind, MountSpec, ROOT_INO, TenantFs};
+use tenantfs::fs::{Ino, Kind, MountSpec, ROOT_INO, TenantFs};
 use tenantfs::ids::{Scope, TenantId};
 use tenantfs::meta::NewInode;
 use tenantfs::store::Store;
@@ -177,7 +177,6 @@ fn measure(
         }
         cores.push(t.elapsed().as_secs_f64() * 1e6 / sample.len() as f64);
     }
-    let _ = Ctx::default();
     Case {
         label: label.into(),
         mount_ms: median(mounts),

@@ -182,8 +182,8 @@ fn serve_inner(
         .thread_block()
         .map_err(|e| io_err("cannot block signals", e))?;
 
-    let mut meta = store.open_meta(&principal.tenant)?;
-    meta.set_caches(req.caches.db_cache, req.caches.db_map)?;
+    let mut meta =
+        store.open_meta_sized(&principal.tenant, req.caches.db_cache, req.caches.db_map)?;
     let root = Store::resolve_root(&meta, &principal.root)?;
     let session = Session::start(store, &principal.tenant, &mut meta)?;
     let read_only = principal.scope == Scope::Read;

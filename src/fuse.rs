@@ -34,8 +34,9 @@ const TTL: Duration = Duration::from_secs(1);
 
 /// Each open starts from a fresh page cache, so every byte a tenant reads reaches the daemon
 /// and is metered: `FOPEN_KEEP_CACHE` would serve re-reads (and reads of data just written)
-/// from the kernel, unbilled. `FUSE_AUTO_INVAL_DATA` still drops pages of a file held open
-/// when another mount's change shows in its attributes.
+/// from the kernel, unbilled. (`FUSE_AUTO_INVAL_DATA` would add nothing: while a file is
+/// open here the core reports its attributes as of the open, so the kernel never sees
+/// another mount's change to them.)
 const OPEN_FLAGS: FopenFlags = FopenFlags::empty();
 
 /// State shared by the session's threads and the mount's watcher.
@@ -233,8 +234,7 @@ impl Filesystem for FuseFs {
         let wanted = InitFlags::FUSE_DO_READDIRPLUS
             | InitFlags::FUSE_READDIRPLUS_AUTO
             | InitFlags::FUSE_PARALLEL_DIROPS
-            | InitFlags::FUSE_CACHE_SYMLINKS
-            | InitFlags::FUSE_AUTO_INVAL_DATA;
+            | InitFlags::FUSE_CACHE_SYMLINKS;
         let _ = config.add_capabilities(wanted & config.capabilities());
         let _ = config.set_max_background(64);
         Ok(())

@@ -162,6 +162,15 @@ impl DirQuota {
         }
     }
 
+    /// Inodes that may still be added under this quota; `u64::MAX` without an inode limit.
+    pub fn inodes_left(&self) -> u64 {
+        if self.max_inodes == 0 {
+            u64::MAX
+        } else {
+            self.max_inodes.saturating_sub(self.inodes)
+        }
+    }
+
     /// Holds more than its limits allow.
     pub fn over(&self) -> bool {
         (self.max_bytes > 0 && self.bytes + self.reserved > self.max_bytes)
@@ -219,7 +228,7 @@ impl Meta {
         private: bool,
     ) -> rusqlite::Result<()> {
         let conn = Connection::open(path)?;
-        configure(&conn)?;
+        configure(&conn, DB_CACHE, DB_MAP)?;
         conn.execute_batch(SCHEMA)?;
         let tx = conn.unchecked_transaction()?;
         tx.execute(
@@ -242,11 +251,17 @@ impl Meta {
     }
 
     pub fn open(path: &Path) -> rusqlite::Result<Meta> {
+        Meta::open_sized(path, DB_CACHE, DB_MAP)
+    }
+
+    /// Opens with a page cache of `cache` bytes and `map` bytes of the file memory-mapped
+    /// (0 maps nothing). They are set before the first read, which is when SQLite maps.
+    pub fn open_sized(path: &Path, cache: u64, map: u64) -> rusqlite::Result<Meta> {
         let conn = Connection::open_with_flags(
             path,
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )?;
-        configure(&conn)?;
+        configure(&conn, cache, map)?;
         // Additive tables of newer builds appear in older stores.
         conn.execute_batch(SCHEMA)?;
         let mut version: i64 = conn.query_row(
@@ -293,21 +308,6 @@ impl Meta {
         Ok(out)
     }
 
-    /// Sets the page cache and the memory-mapped size (0 maps nothing), in bytes.
-    pub fn set_caches(&self, cache: u64, map: u64) -> rusqlite::Result<()> {
-        Meta::caches(&self.conn, cache, map)
-    }
-
-    fn caches(conn: &Connection, cache: u64, map: u64) -> rusqlite::Result<()> {
-        // A negative cache_size is in KiB.
-        conn.pragma_update(None, "cache_size", -((cache / 1024).max(64) as i64))?;
-        // mmap_size answers with a row, so it is read rather than updated.
-        let _: Option<i64> = conn
-            .query_row(&format!("PRAGMA mmap_size = {map}"), [], |r| r.get(0))
-            .optional()?;
-        Ok(())
-    }
-
     /// Read-only access outside a transaction: each statement sees a committed state.
     pub fn read(&self) -> Tx<'_> {
         Tx { conn: &self.conn }
@@ -334,13 +334,19 @@ fn migrate_4_to_5(conn: &Connection) -> rusqlite::Result<()> {
     )
 }
 
-fn configure(conn: &Connection) -> rusqlite::Result<()> {
+fn configure(conn: &Connection, cache: u64, map: u64) -> rusqlite::Result<()> {
     conn.busy_timeout(Duration::from_secs(10))?;
+    // The sizes first: SQLite maps the file at the first read, which the pragmas below do.
+    // A negative cache_size is in KiB; mmap_size answers with a row, so it is read.
+    conn.pragma_update(None, "cache_size", -((cache / 1024).max(64) as i64))?;
+    let _: Option<i64> = conn
+        .query_row(&format!("PRAGMA mmap_size = {map}"), [], |r| r.get(0))
+        .optional()?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.pragma_update(None, "foreign_keys", "OFF")?;
     conn.set_prepared_statement_cache_capacity(64);
-    Meta::caches(conn, DB_CACHE, DB_MAP)
+    Ok(())
 }
 
 /// SQLite's page cache per connection, and how much of the database file it maps into
@@ -373,6 +379,13 @@ fn attr_from_row(r: &Row<'_>) -> rusqlite::Result<Attr> {
 }
 
 impl Tx<'_> {
+    /// A pragma's value on this connection, for tests of its settings.
+    #[cfg(test)]
+    pub fn pragma(&self, name: &str) -> rusqlite::Result<i64> {
+        self.conn
+            .query_row(&format!("PRAGMA {name}"), [], |r| r.get(0))
+    }
+
     pub fn inode(&self, ino: Ino) -> rusqlite::Result<Option<Attr>> {
         self.conn
             .prepare_cached(&format!("SELECT {INODE_COLS} FROM inodes WHERE ino = ?1"))?

@@ -47,7 +47,17 @@ pub fn over(tx: &Tx<'_>, ino: Ino) -> rusqlite::Result<Vec<Ino>> {
     if quotas.is_empty() {
         return Ok(Vec::new());
     }
-    let Some((kind, nlink, parent)) = tx.placement(ino)? else {
+    over_at(tx, ino, tx.placement(ino)?, &quotas)
+}
+
+/// [`over`] for an inode whose placement (kind, nlink, parent) is already read.
+fn over_at(
+    tx: &Tx<'_>,
+    ino: Ino,
+    placement: Option<(Kind, u32, Ino)>,
+    quotas: &[Ino],
+) -> rusqlite::Result<Vec<Ino>> {
+    let Some((kind, nlink, parent)) = placement else {
         return Ok(Vec::new());
     };
     if ino == ROOT_INO || nlink == 0 {
@@ -62,7 +72,7 @@ pub fn over(tx: &Tx<'_>, ino: Ino) -> rusqlite::Result<Vec<Ino>> {
     }
     let mut out = Vec::new();
     for p in parents {
-        for q in chain(tx, p, &quotas)? {
+        for q in chain(tx, p, quotas)? {
             if !out.contains(&q) {
                 out.push(q);
             }
@@ -71,22 +81,39 @@ pub fn over(tx: &Tx<'_>, ino: Ino) -> rusqlite::Result<Vec<Ino>> {
     Ok(out)
 }
 
+/// Adds (bytes, inodes, reserved) to each of `dirs`' counters.
+fn charge(tx: &Tx<'_>, dirs: &[Ino], bytes: i64, inodes: i64, held: i64) -> rusqlite::Result<()> {
+    if bytes != 0 || inodes != 0 || held != 0 {
+        for &d in dirs {
+            tx.add_dir_usage(d, bytes, inodes, held)?;
+        }
+    }
+    Ok(())
+}
+
 /// Adds to the usage of `ino`: the tenant's and that of every quota it counts in. Returns
-/// those quotas.
+/// those quotas, for a caller that goes on to check or hold against them.
 pub fn add_usage(tx: &Tx<'_>, ino: Ino, bytes: i64, inodes: i64) -> rusqlite::Result<Vec<Ino>> {
     tx.add_usage(bytes, inodes)?;
     let dirs = over(tx, ino)?;
-    if bytes != 0 || inodes != 0 {
-        for &d in &dirs {
-            tx.add_dir_usage(d, bytes, inodes, 0)?;
-        }
-    }
+    charge(tx, &dirs, bytes, inodes, 0)?;
     Ok(dirs)
 }
 
 /// Changes what `session` holds reserved for `ino` by `delta` (negative gives back), never
 /// below zero. Returns the change made.
 pub fn hold(tx: &Tx<'_>, ino: Ino, session: &str, delta: i64) -> rusqlite::Result<i64> {
+    hold_in(tx, ino, session, delta, &over(tx, ino)?)
+}
+
+/// [`hold`] for a caller that already has the quotas `ino` counts in.
+pub fn hold_in(
+    tx: &Tx<'_>,
+    ino: Ino,
+    session: &str,
+    delta: i64,
+    dirs: &[Ino],
+) -> rusqlite::Result<i64> {
     let now = tx.held(ino, session)?;
     let new = (now as i64).saturating_add(delta).max(0) as u64;
     let change = new as i64 - now as i64;
@@ -95,9 +122,7 @@ pub fn hold(tx: &Tx<'_>, ino: Ino, session: &str, delta: i64) -> rusqlite::Resul
     }
     tx.set_held(ino, session, new)?;
     tx.add_reserved(change)?;
-    for d in over(tx, ino)? {
-        tx.add_dir_usage(d, 0, 0, change)?;
-    }
+    charge(tx, dirs, 0, 0, change)?;
     Ok(change)
 }
 
@@ -109,9 +134,9 @@ pub fn release_session(tx: &Tx<'_>, session: &str) -> rusqlite::Result<()> {
     Ok(())
 }
 
-/// Bytes `ino` may still grow by under the tenant's limit and every quota over it;
-/// `u64::MAX` when nothing limits it.
-pub fn room(tx: &Tx<'_>, ino: Ino) -> rusqlite::Result<u64> {
+/// Bytes a file counting in `dirs` (see [`over`]) may still grow by under the tenant's limit
+/// and those quotas; `u64::MAX` when nothing limits it.
+pub fn room(tx: &Tx<'_>, dirs: &[Ino]) -> rusqlite::Result<u64> {
     let (max, _) = tx.limits()?;
     let mut room = if max == 0 {
         u64::MAX
@@ -119,7 +144,7 @@ pub fn room(tx: &Tx<'_>, ino: Ino) -> rusqlite::Result<u64> {
         let (used, _) = tx.usage()?;
         max.saturating_sub(used + tx.reserved()?)
     };
-    for d in over(tx, ino)? {
+    for &d in dirs {
         if let Some(q) = tx.dir_quota(d)? {
             room = room.min(q.room());
         }
@@ -138,18 +163,15 @@ pub fn any_over(tx: &Tx<'_>, dirs: &[Ino]) -> rusqlite::Result<bool> {
 }
 
 /// Deletes an inode with everything keyed by it, giving back its usage and what is held
-/// for it.
+/// for it (the `held` rows go with the inode).
 pub fn delete_inode(tx: &Tx<'_>, ino: Ino, size: u64) -> rusqlite::Result<()> {
-    for (session, bytes) in tx.held_for(ino)? {
-        hold(tx, ino, &session, -(bytes as i64))?;
-    }
-    let kind = tx.placement(ino)?.map(|(k, _, _)| k);
-    let bytes = if matches!(kind, Some(Kind::File | Kind::Symlink)) {
-        size as i64
-    } else {
-        0
-    };
-    add_usage(tx, ino, -bytes, -1)?;
+    let placement = tx.placement(ino)?;
+    let dirs = over_at(tx, ino, placement, &tx.dir_quota_inos()?)?;
+    let bytes = placement.map_or(0, |(kind, _, _)| data_bytes(kind, size)) as i64;
+    let held = tx.held_total(ino)? as i64;
+    tx.add_usage(-bytes, -1)?;
+    tx.add_reserved(-held)?;
+    charge(tx, &dirs, -bytes, -1, -held)?;
     tx.delete_inode(ino)
 }
 
@@ -199,12 +221,8 @@ pub fn settle(tx: &Tx<'_>, b: Before) -> rusqlite::Result<Vec<Ino>> {
     };
     let bytes = data_bytes(a.kind, a.size) as i64;
     let held = tx.held_total(b.ino)? as i64;
-    for &d in &left {
-        tx.add_dir_usage(d, -bytes, -1, -held)?;
-    }
-    for &d in &entered {
-        tx.add_dir_usage(d, bytes, 1, held)?;
-    }
+    charge(tx, &left, -bytes, -1, -held)?;
+    charge(tx, &entered, bytes, 1, held)?;
     Ok(entered)
 }
 
@@ -257,14 +275,19 @@ pub fn settle_dir_move(tx: &Tx<'_>, m: DirMove) -> rusqlite::Result<Vec<Ino>> {
         return Ok(Vec::new());
     }
     let (bytes, inodes, held) = m.single;
-    let mut grown = Vec::new();
-    for &d in m.from.iter().filter(|d| !m.to.contains(d)) {
-        tx.add_dir_usage(d, -bytes, -inodes, -held)?;
-    }
-    for &d in m.to.iter().filter(|d| !m.from.contains(d)) {
-        tx.add_dir_usage(d, bytes, inodes, held)?;
-        grown.push(d);
-    }
+    let left: Vec<Ino> = m
+        .from
+        .iter()
+        .copied()
+        .filter(|d| !m.to.contains(d))
+        .collect();
+    let mut grown: Vec<Ino> =
+        m.to.iter()
+            .copied()
+            .filter(|d| !m.from.contains(d))
+            .collect();
+    charge(tx, &left, -bytes, -inodes, -held)?;
+    charge(tx, &grown, bytes, inodes, held)?;
     for b in m.multi {
         grown.extend(settle(tx, b)?);
     }

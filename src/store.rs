@@ -146,11 +146,16 @@ impl Store {
     }
 
     pub fn open_meta(&self, id: &TenantId) -> Result<Meta> {
+        self.open_meta_sized(id, crate::meta::DB_CACHE, crate::meta::DB_MAP)
+    }
+
+    /// [`Store::open_meta`] with the page cache and mapped size (see [`Meta::open_sized`]).
+    pub fn open_meta_sized(&self, id: &TenantId, cache: u64, map: u64) -> Result<Meta> {
         let path = self.tenant_dir(id).join("meta.db");
         if !path.is_file() {
             return Err(Error::TenantMissing(id.to_string()));
         }
-        Ok(Meta::open(&path)?)
+        Ok(Meta::open_sized(&path, cache, map)?)
     }
 
     pub fn objects(&self, id: &TenantId) -> LocalObjects {

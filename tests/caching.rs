@@ -51,3 +51,68 @@ fn a_name_remembered_as_absent_appears_once_made_elsewhere() {
     fs::write(b.p("late"), b"again").unwrap();
     assert_eq!(read(&b.p("late")), b"again");
 }
+
+fn ops(env: &Env, tenant: &str) -> u64 {
+    let all: serde_json::Value =
+        serde_json::from_str(&env.ok(&["usage", "--tenant", tenant, "--json"])).unwrap();
+    all[0]["ops"].as_u64().unwrap()
+}
+
+#[test]
+fn probes_for_a_missing_name_stay_in_the_kernel() {
+    let env = Env::new();
+    // The same missing name 300 times, as a build tool probing for a file does...
+    let same = env.mounted_tenant("acme", "same");
+    for _ in 0..300 {
+        assert!(fs::metadata(same.p("missing")).is_err());
+    }
+    drop(same);
+    // ...against 300 different missing names, each of which must be asked about.
+    let distinct = env.mounted_tenant("beta", "distinct");
+    for i in 0..300 {
+        assert!(fs::metadata(distinct.p(&format!("missing-{i}"))).is_err());
+    }
+    drop(distinct);
+    let (same, distinct) = (ops(&env, "acme"), ops(&env, "beta"));
+    eprintln!("ops reaching the daemon: same name {same}, distinct names {distinct}");
+    assert!(distinct >= 300, "{distinct}");
+    assert!(same < 50, "a missing name was asked about {same} times");
+}
+
+/// Whether the daemon maps the metadata database itself (WAL's `meta.db-shm` is always
+/// mapped, and does not count).
+fn maps_meta_db(pid: i32) -> bool {
+    fs::read_to_string(format!("/proc/{pid}/maps"))
+        .unwrap()
+        .lines()
+        .any(|l| l.ends_with("/meta.db"))
+}
+
+#[test]
+fn a_mount_takes_the_cache_sizes_it_is_given() {
+    let env = Env::new();
+    env.tenant("acme");
+    let (key, _) = env.key("acme", "user:alice", &[]);
+    let work = |m: &common::Mount| {
+        fs::create_dir(m.p("d")).unwrap();
+        fs::write(m.p("d/f"), b"x").unwrap();
+        assert_eq!(fs::read_dir(m.p("d")).unwrap().count(), 1);
+        fs::remove_dir_all(m.p("d")).unwrap();
+    };
+    // By default the metadata is memory-mapped...
+    let m = env.mount("m", &key, &[]);
+    work(&m);
+    assert!(maps_meta_db(m.pid), "the default mount maps meta.db");
+    drop(m);
+    // ...and with --db-map 0 it is not; the smallest caches still serve every op.
+    let m = env.mount(
+        "m",
+        &key,
+        &["--db-map", "0", "--db-cache", "64K", "--rights-cache", "1"],
+    );
+    work(&m);
+    assert!(!maps_meta_db(m.pid), "--db-map 0 maps nothing");
+    drop(m);
+    let err = env.fails(&["mount", "x", "--db-cache", "lots"]);
+    assert!(err.contains("K, M, G or T"), "{err}");
+}

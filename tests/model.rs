@@ -204,7 +204,22 @@ impl Model {
         }
     }
 
-    fn drop_link(&mut self, ino: u64) {
+    /// Whether `victim` may lose its name to an op expecting a directory (`as_dir`) or not.
+    fn removable(&self, as_dir: bool, victim: u64) -> Result<(), i32> {
+        match (as_dir, self.is_dir(victim)) {
+            (true, false) => Err(libc::ENOTDIR),
+            (false, true) => Err(libc::EISDIR),
+            (true, true) if !self.children(victim).unwrap().is_empty() => Err(libc::ENOTEMPTY),
+            _ => Ok(()),
+        }
+    }
+
+    /// Removes `parent/name`, naming `ino`, and drops that link.
+    fn unname(&mut self, parent: u64, name: &str, ino: u64) {
+        self.entries(parent).remove(name);
+        if self.is_dir(ino) {
+            self.inodes.get_mut(&parent).unwrap().nlink -= 1;
+        }
         let n = self.inodes.get_mut(&ino).unwrap();
         n.nlink = if matches!(n.kind, MKind::Dir(_)) {
             0
@@ -282,19 +297,8 @@ impl Model {
             if dst == src {
                 return Ok(());
             }
-            match (self.is_dir(src), self.is_dir(dst)) {
-                (true, false) => return Err(libc::ENOTDIR),
-                (false, true) => return Err(libc::EISDIR),
-                (true, true) if !self.children(dst).unwrap().is_empty() => {
-                    return Err(libc::ENOTEMPTY);
-                }
-                _ => {}
-            }
-            self.entries(dp).remove(&dname);
-            if self.is_dir(dst) {
-                self.inodes.get_mut(&dp).unwrap().nlink -= 1;
-            }
-            self.drop_link(dst);
+            self.removable(self.is_dir(src), dst)?;
+            self.unname(dp, &dname, dst);
         }
         self.entries(sp).remove(&sname);
         self.entries(dp).insert(dname, src);
@@ -366,19 +370,8 @@ impl Target for Model {
                     .unwrap()
                     .get(&name)
                     .ok_or(libc::ENOENT)?;
-                match (matches!(op, Op::Rmdir(_)), self.is_dir(ino)) {
-                    (true, false) => return Err(libc::ENOTDIR),
-                    (false, true) => return Err(libc::EISDIR),
-                    (true, true) if !self.children(ino).unwrap().is_empty() => {
-                        return Err(libc::ENOTEMPTY);
-                    }
-                    _ => {}
-                }
-                self.entries(parent).remove(&name);
-                if self.is_dir(ino) {
-                    self.inodes.get_mut(&parent).unwrap().nlink -= 1;
-                }
-                self.drop_link(ino);
+                self.removable(matches!(op, Op::Rmdir(_)), ino)?;
+                self.unname(parent, &name, ino);
                 Ok(())
             }
             Op::Chmod(p, mode) => {

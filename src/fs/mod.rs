@@ -684,18 +684,34 @@ impl TenantFs {
 
     // ---- removing names -------------------------------------------------------------------
 
-    /// Drops the link of `a` in `parent` (its entry already deleted) inside a transaction;
-    /// the caller holds `open`. At zero links the inode goes now, or at last release if it
-    /// is open here.
-    fn drop_link(
+    /// Whether `victim` may lose its name to an op that expects a directory (`as_dir`: rmdir,
+    /// or a rename of a directory over it) or anything else.
+    fn removable(tx: &Tx<'_>, as_dir: bool, victim: &Attr) -> FsResult<()> {
+        match (as_dir, victim.kind == Kind::Dir) {
+            (true, false) => Err(FsError::NotDir),
+            (false, true) => Err(FsError::IsDir),
+            (true, true) if tx.has_entries(victim.ino)? => Err(FsError::NotEmpty),
+            _ => Ok(()),
+        }
+    }
+
+    /// Removes the name `parent/name` of `a` inside a transaction; the caller holds `open`.
+    /// At zero links the inode goes now, or at last release if it is open here.
+    #[allow(clippy::too_many_arguments)]
+    fn unname(
         &self,
         tx: &Tx<'_>,
         open: &HashMap<Ino, OpenEntry>,
-        a: &Attr,
         parent: Ino,
+        name: &[u8],
+        a: &Attr,
         now: Nanos,
         doomed: &mut Vec<Ino>,
     ) -> FsResult<()> {
+        tx.delete_entry(parent, name)?;
+        if a.kind == Kind::Dir {
+            tx.add_nlink(parent, -1)?;
+        }
         let remaining = if a.kind == Kind::Dir {
             0
         } else {
@@ -794,24 +810,13 @@ impl TenantFs {
                 let op = if dir { "rmdir" } else { "unlink" };
                 self.need(tx, parent, Rights::W.union(Rights::X), op, Some(name))?;
                 let a = require(tx.lookup_attr(parent, name)?)?;
-                match (dir, a.kind == Kind::Dir) {
-                    (true, false) => return Err(FsError::NotDir),
-                    (false, true) => return Err(FsError::IsDir),
-                    _ => {}
-                }
-                if dir && tx.has_entries(a.ino)? {
-                    return Err(FsError::NotEmpty);
-                }
+                Self::removable(tx, dir, &a)?;
                 if dir && a.ino == self.root {
                     return Err(FsError::Busy);
                 }
                 let now = now_nanos();
-                tx.delete_entry(parent, name)?;
                 tx.touch(parent, now)?;
-                if dir {
-                    tx.add_nlink(parent, -1)?;
-                }
-                self.drop_link(tx, &open, &a, parent, now, &mut doomed)
+                self.unname(tx, &open, parent, name, &a, now, &mut doomed)
             })?;
         }
         self.reap(doomed);
@@ -878,17 +883,8 @@ impl TenantFs {
                     if dst.ino == src.ino {
                         return Ok(());
                     }
-                    match (src.kind == Kind::Dir, dst.kind == Kind::Dir) {
-                        (true, false) => return Err(FsError::NotDir),
-                        (false, true) => return Err(FsError::IsDir),
-                        (true, true) if tx.has_entries(dst.ino)? => return Err(FsError::NotEmpty),
-                        _ => {}
-                    }
-                    tx.delete_entry(new_parent, new_name)?;
-                    if dst.kind == Kind::Dir {
-                        tx.add_nlink(new_parent, -1)?;
-                    }
-                    self.drop_link(tx, &open, dst, new_parent, now, &mut doomed)?;
+                    Self::removable(tx, src.kind == Kind::Dir, dst)?;
+                    self.unname(tx, &open, new_parent, new_name, dst, now, &mut doomed)?;
                     changed.push(dst.ino);
                 }
                 tx.move_entry(parent, name, new_parent, new_name)?;
@@ -1070,11 +1066,13 @@ impl TenantFs {
             return Ok(());
         }
         // Another mount may have deleted the inode; then there is nothing left to count.
-        if tx.set_size(ino, st.size, st.mtime, st.ctime)? {
-            quota::add_usage(tx, ino, st.size as i64 - st.db_size as i64, 0)?;
-        }
+        let dirs = if tx.set_size(ino, st.size, st.mtime, st.ctime)? {
+            quota::add_usage(tx, ino, st.size as i64 - st.db_size as i64, 0)?
+        } else {
+            Vec::new()
+        };
         let consumed = st.size.saturating_sub(st.db_size).min(st.reserved);
-        quota::hold(tx, ino, &self.session, -(consumed as i64))?;
+        quota::hold_in(tx, ino, &self.session, -(consumed as i64), &dirs)?;
         st.reserved -= consumed;
         st.db_size = st.size;
         st.dirty = false;
@@ -1105,7 +1103,8 @@ impl TenantFs {
             return Ok(want);
         }
         self.transact(|tx| {
-            let room = quota::room(tx, ino)?;
+            let dirs = quota::over(tx, ino)?;
+            let room = quota::room(tx, &dirs)?;
             if room == u64::MAX && !tx.has_dir_quotas()? {
                 return Ok(want);
             }
@@ -1113,7 +1112,7 @@ impl TenantFs {
             // stream needs a handful of transactions, not one per 4 MiB.
             let chunk = st.size.clamp(RESERVE_CHUNK, RESERVE_CHUNK_MAX);
             let got = (want - covered).max(chunk).min(room);
-            let got = quota::hold(tx, ino, &self.session, got as i64)? as u64;
+            let got = quota::hold_in(tx, ino, &self.session, got as i64, &dirs)? as u64;
             st.reserved += got;
             Ok(covered + got)
         })
@@ -1503,12 +1502,9 @@ impl TenantFs {
         let (files, ffree) = match levels
             .iter()
             .filter(|q| q.max_inodes > 0)
-            .min_by_key(|q| q.max_inodes.saturating_sub(q.inodes))
+            .min_by_key(|q| q.inodes_left())
         {
-            Some(q) => (
-                q.max_inodes,
-                q.max_inodes.saturating_sub(q.inodes).min(space.avail_files),
-            ),
+            Some(q) => (q.max_inodes, q.inodes_left().min(space.avail_files)),
             None => (tenant.inodes + space.avail_files, space.avail_files),
         };
         Ok(StatFs {

@@ -1014,3 +1014,42 @@ fn a_version_4_store_is_migrated_and_its_reservations_given_back() {
         .unwrap();
     assert_eq!(version, 5);
 }
+
+#[test]
+fn cache_sizes_are_what_the_mount_asks_for() {
+    let f = Fixture::new();
+    let pragmas = |meta: &Meta| -> (i64, i64) {
+        let tx = meta.read();
+        (
+            tx.pragma("cache_size").unwrap(),
+            tx.pragma("mmap_size").unwrap(),
+        )
+    };
+    let meta = f.meta();
+    let default = (
+        -((crate::meta::DB_CACHE / 1024) as i64),
+        crate::meta::DB_MAP as i64,
+    );
+    assert_eq!(pragmas(&meta), default);
+    let path = f.store.tenant_dir(&f.tenant).join("meta.db");
+    assert_eq!(
+        pragmas(&Meta::open_sized(&path, 1 << 20, 0).unwrap()),
+        (-1024, 0)
+    );
+
+    // A rights cache of 2 entries remembers the last two inodes asked about.
+    let access = Access::sized("user:alice", false, &meta.read(), 2).unwrap();
+    let a = file_in_root(&f, "a");
+    let b = file_in_root(&f, "b");
+    let c = file_in_root(&f, "c");
+    for ino in [a, b, c] {
+        access.rights(&meta.read(), ino).unwrap();
+    }
+    assert_eq!(access.cached(a), None);
+    assert!(access.cached(b).is_some() && access.cached(c).is_some());
+}
+
+fn file_in_root(f: &Fixture, name: &str) -> Ino {
+    let (fs, _s) = f.core(false);
+    file(&fs, ROOT_INO, name, b"")
+}
