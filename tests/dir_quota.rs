@@ -373,12 +373,7 @@ fn hard_links_count_once_per_tenant_and_in_each_linked_tree() {
     assert_eq!(used(&env, "/a"), (0, 1));
     assert_eq!(used(&env, "/b").0, 100 * KIB + 1000);
     drop(m);
-    let fsck = env.run(&["fsck", "--tenant", "acme"]);
-    assert!(
-        fsck.status.success(),
-        "{}",
-        String::from_utf8_lossy(&fsck.stdout)
-    );
+    env.fsck_clean("acme");
 }
 
 #[test]
@@ -479,50 +474,7 @@ fn four_writers_in_two_mounts_never_overshoot_a_directory_quota() {
     set(&env, "/shared", &["--max-bytes", "8M"]);
     let a = mount_acme(&env, "a", &[]);
     let b = mount_acme(&env, "b", &[]);
-    let writers: Vec<_> = (0..4)
-        .map(|w| {
-            let dir = if w % 2 == 0 {
-                a.p("shared")
-            } else {
-                b.p("shared")
-            };
-            std::thread::spawn(move || {
-                let mut written = 0u64;
-                for n in 0.. {
-                    let Ok(mut f) = fs::File::create(dir.join(format!("w{w}-{n}"))) else {
-                        break;
-                    };
-                    let mut full = false;
-                    for _ in 0..8 {
-                        match f.write(&[7u8; 33_333]) {
-                            Ok(k) => written += k as u64,
-                            Err(e) => {
-                                assert_eq!(e.raw_os_error(), Some(libc::EDQUOT));
-                                full = true;
-                                break;
-                            }
-                        }
-                    }
-                    if full {
-                        break;
-                    }
-                }
-                written
-            })
-        })
-        .collect();
-    let written: u64 = writers.into_iter().map(|w| w.join().unwrap()).sum();
-    let (on_disk, _) = walk(&a.p("shared"));
-    eprintln!(
-        "directory quota {limit}, acknowledged {written}, on disk {on_disk}, overshoot {}",
-        on_disk.saturating_sub(limit)
-    );
-    assert!(on_disk <= limit, "overshoot: {on_disk} > {limit}");
-    assert_eq!(on_disk, written, "every acknowledged byte is there");
-    assert!(
-        on_disk > limit - 2 * 33_333 * 4,
-        "nearly used up: {on_disk}"
-    );
+    let on_disk = common::fill_from_four_writers([&a.p("shared"), &b.p("shared")], limit);
     drop((a, b));
     assert_eq!(used(&env, "/shared").0, on_disk);
     assert_eq!(quota(&env, "/shared")["bytes_reserved"].as_u64(), Some(0));
@@ -626,12 +578,7 @@ fn directory_usage_survives_kill_9_and_fsck_repair_recounts_it() {
         assert_eq!(quota(&env, "/q")["bytes_reserved"].as_u64(), Some(0));
         drop(m);
     }
-    let fsck = env.run(&["fsck", "--tenant", "acme"]);
-    assert!(
-        fsck.status.success(),
-        "{}",
-        String::from_utf8_lossy(&fsck.stdout)
-    );
+    env.fsck_clean("acme");
     // A counter gone wrong is found, and --repair counts it afresh.
     let m = env.mount("m", &key, &[]);
     let truth = walk(&m.p("q"));
@@ -648,12 +595,7 @@ fn directory_usage_survives_kill_9_and_fsck_repair_recounts_it() {
     );
     env.run(&["fsck", "--tenant", "acme", "--repair"]);
     assert_eq!(used(&env, "/q"), truth);
-    let fsck = env.run(&["fsck", "--tenant", "acme"]);
-    assert!(
-        fsck.status.success(),
-        "{}",
-        String::from_utf8_lossy(&fsck.stdout)
-    );
+    env.fsck_clean("acme");
 }
 
 /// The issue's own numbers: 2 GiB of dd into a 1 GiB directory quota stops at exactly 1 GiB.
@@ -688,4 +630,40 @@ fn two_gib_of_dd_into_a_one_gib_quota_stops_at_one_gib() {
         libc::EDQUOT
     );
     fs::remove_file(m.p("q/big")).unwrap();
+}
+
+#[test]
+fn fsck_finds_and_rebuilds_lost_link_records() {
+    let env = Env::new();
+    env.tenant("acme");
+    let m = mount_acme(&env, "m", &[]);
+    fs::create_dir_all(m.p("a")).unwrap();
+    fs::create_dir_all(m.p("b")).unwrap();
+    fs::write(m.p("a/f"), vec![1u8; 1000]).unwrap();
+    fs::hard_link(m.p("a/f"), m.p("b/g")).unwrap();
+    fs::hard_link(m.p("a/f"), m.p("b/h")).unwrap();
+    drop(m);
+    env.fsck_clean("acme");
+    let db = rusqlite::Connection::open(env.store.join("tenants/acme/meta.db")).unwrap();
+    db.execute("DELETE FROM links", []).unwrap();
+    drop(db);
+    let fsck = env.run(&["fsck", "--tenant", "acme"]);
+    let report = String::from_utf8_lossy(&fsck.stdout);
+    assert!(
+        !fsck.status.success() && report.contains("links"),
+        "{report}"
+    );
+    env.run(&["fsck", "--tenant", "acme", "--repair"]);
+    env.fsck_clean("acme");
+    // With the records back, a quota set on /b counts the file, and growth through /a's
+    // name reaches it.
+    set(&env, "/b", &["--max-bytes", "1M"]);
+    let m = mount_acme(&env, "m", &[]);
+    fs::OpenOptions::new()
+        .append(true)
+        .open(m.p("a/f"))
+        .unwrap()
+        .write_all(&[2u8; 500])
+        .unwrap();
+    assert_eq!(used(&env, "/b"), (1500, 1));
 }

@@ -183,61 +183,10 @@ fn four_writers_in_two_mounts_never_overshoot() {
     let a = env.mount("a", &key, &[]);
     let b = env.mount("b", &key, &[]);
     fs::create_dir(a.p("shared")).unwrap();
-    let writers: Vec<_> = (0..4)
-        .map(|w| {
-            let dir = if w % 2 == 0 {
-                a.p("shared")
-            } else {
-                b.p("shared")
-            };
-            std::thread::spawn(move || {
-                let mut written = 0u64;
-                for n in 0.. {
-                    let Ok(mut f) = fs::File::create(dir.join(format!("w{w}-{n}"))) else {
-                        break;
-                    };
-                    let mut full = false;
-                    for _ in 0..8 {
-                        match f.write(&[7u8; 33_333]) {
-                            Ok(k) => written += k as u64,
-                            Err(e) => {
-                                assert_eq!(e.raw_os_error(), Some(libc::EDQUOT));
-                                full = true;
-                                break;
-                            }
-                        }
-                    }
-                    if full {
-                        break;
-                    }
-                }
-                written
-            })
-        })
-        .collect();
-    let written: u64 = writers.into_iter().map(|w| w.join().unwrap()).sum();
-    let on_disk: u64 = fs::read_dir(a.p("shared"))
-        .unwrap()
-        .map(|e| e.unwrap().metadata().unwrap().len())
-        .sum();
-    eprintln!(
-        "limit {limit}, acknowledged {written}, on disk {on_disk}, overshoot {}",
-        on_disk.saturating_sub(limit)
-    );
-    assert!(on_disk <= limit, "overshoot: {on_disk} > {limit}");
-    assert_eq!(on_disk, written, "every acknowledged byte is there");
-    assert!(
-        on_disk > limit - 2 * 33_333 * 4,
-        "the quota was nearly used up: {on_disk}"
-    );
+    let on_disk = common::fill_from_four_writers([&a.p("shared"), &b.p("shared")], limit);
     drop((a, b));
     assert_eq!(show(&env, "acme")["bytes_used"].as_u64(), Some(on_disk));
-    let fsck = env.run(&["fsck", "--tenant", "acme"]);
-    assert!(
-        fsck.status.success(),
-        "{}",
-        String::from_utf8_lossy(&fsck.stdout)
-    );
+    env.fsck_clean("acme");
 }
 
 #[test]

@@ -121,6 +121,16 @@ impl Env {
         }
     }
 
+    /// Checks a tenant's store and fails the test, with fsck's report, unless it is clean.
+    pub fn fsck_clean(&self, tenant: &str) {
+        let fsck = self.run(&["fsck", "--tenant", tenant]);
+        assert!(
+            fsck.status.success(),
+            "{}",
+            String::from_utf8_lossy(&fsck.stdout)
+        );
+    }
+
     /// Mounts an existing tenant `acme` again with a fresh write key.
     pub fn mounted_tenant_again(&self, name: &str) -> Mount {
         let (key, _) = self.key("acme", "user:alice", &[]);
@@ -263,4 +273,51 @@ pub fn removexattr(p: &Path, name: &str) -> std::io::Result<()> {
     } else {
         Err(std::io::Error::last_os_error())
     }
+}
+
+/// Four threads, two writing into each of `dirs` (two mounts' views of one directory), make
+/// files of 8 × 33,333 bytes until each is refused with `EDQUOT`. Checks that what is on
+/// disk never passes `limit`, holds every acknowledged byte, and nearly fills the limit;
+/// returns the bytes on disk.
+pub fn fill_from_four_writers(dirs: [&Path; 2], limit: u64) -> u64 {
+    const CHUNK: usize = 33_333;
+    let writers: Vec<_> = (0..4)
+        .map(|w| {
+            let dir = dirs[w % 2].to_path_buf();
+            std::thread::spawn(move || {
+                let mut written = 0u64;
+                for n in 0.. {
+                    let Ok(mut f) = std::fs::File::create(dir.join(format!("w{w}-{n}"))) else {
+                        break;
+                    };
+                    for _ in 0..8 {
+                        match std::io::Write::write(&mut f, &[7u8; CHUNK]) {
+                            Ok(k) => written += k as u64,
+                            Err(e) => {
+                                assert_eq!(e.raw_os_error(), Some(libc::EDQUOT));
+                                return written;
+                            }
+                        }
+                    }
+                }
+                written
+            })
+        })
+        .collect();
+    let written: u64 = writers.into_iter().map(|w| w.join().unwrap()).sum();
+    let on_disk: u64 = std::fs::read_dir(dirs[0])
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().len())
+        .sum();
+    eprintln!(
+        "limit {limit}, acknowledged {written}, on disk {on_disk}, overshoot {}",
+        on_disk.saturating_sub(limit)
+    );
+    assert!(on_disk <= limit, "overshoot: {on_disk} > {limit}");
+    assert_eq!(on_disk, written, "every acknowledged byte is there");
+    assert!(
+        on_disk > limit - 2 * CHUNK as u64 * 4,
+        "the limit was nearly used up: {on_disk}"
+    );
+    on_disk
 }
