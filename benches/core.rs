@@ -1,5 +1,5 @@
 //! Micro-benchmarks of the core's hot paths, without FUSE: lookup, getattr, an ACL decision
-//! (cached and from scratch through 10 nested groups) and a quota reservation under a
+//! (cached and from scratch through 10 nested groups), a create and unlink, and a quota reservation under a
 //! tenant limit and two nested directory quotas. `cargo bench --bench core`.
 
 use std::hint::black_box;
@@ -92,6 +92,15 @@ fn core(c: &mut Criterion) {
     };
     c.bench_function("lookup", |b| {
         b.iter(|| black_box(s.fs.lookup(s.dir, &s.names[next()]).unwrap()))
+    });
+    // A name made and removed under the three limits: two write transactions.
+    let ctx = Ctx::default();
+    c.bench_function("create + unlink (3 limits)", |b| {
+        b.iter(|| {
+            s.fs.mknod(&ctx, s.dir, b"scratch", libc::S_IFREG | 0o644, 0, 0)
+                .unwrap();
+            s.fs.unlink(s.dir, b"scratch").unwrap()
+        })
     });
     c.bench_function("getattr", |b| {
         b.iter(|| black_box(s.fs.getattr(s.inos[next()]).unwrap()))

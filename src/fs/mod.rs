@@ -706,7 +706,7 @@ impl TenantFs {
         name: &[u8],
         a: &Attr,
         now: Nanos,
-        doomed: &mut Vec<Ino>,
+        doomed: &mut Vec<Doomed>,
     ) -> FsResult<()> {
         tx.delete_entry(parent, name)?;
         if a.kind == Kind::Dir {
@@ -744,7 +744,10 @@ impl TenantFs {
             }
             None => {
                 quota::delete_inode(tx, a.ino, a.size)?;
-                doomed.push(a.ino);
+                doomed.push(Doomed {
+                    ino: a.ino,
+                    size: a.size,
+                });
             }
         }
         Ok(())
@@ -767,14 +770,24 @@ impl TenantFs {
         res
     }
 
-    /// Hands the objects of inodes a committed transaction removed to the reaper. Their `gc`
-    /// rows go in a later transaction; until then a crash only makes the next mount delete
-    /// them again.
-    fn reap(&self, doomed: Vec<Ino>) {
+    /// Deletes the objects of inodes a committed transaction removed. Their `gc` rows go in
+    /// a later transaction; until then a crash only makes the next mount delete them again.
+    /// Small objects go here and now: deleting one costs less than waking the reaper thread,
+    /// which takes the large ones so that freeing their extents never holds up a reply.
+    fn reap(&self, doomed: Vec<Doomed>) {
         let mut marked = self.marked.lock();
-        for ino in doomed {
-            marked.remove(&ino);
-            self.reaper.send(ino);
+        for d in doomed {
+            marked.remove(&d.ino);
+            if d.size > INLINE_REAP {
+                self.reaper.send(d.ino);
+                continue;
+            }
+            match self.objects.remove(d.ino) {
+                Ok(()) => self.reaped.lock().push(d.ino),
+                Err(e) => {
+                    tracing::warn!(ino = d.ino, error = %e, "object delete failed; the next mount retries")
+                }
+            }
         }
     }
 
@@ -1052,10 +1065,11 @@ impl TenantFs {
                 Ok(())
             })?;
         }
+        let size = st.size;
         drop(st);
         drop(open);
         if orphan {
-            self.reap(vec![obj.ino]);
+            self.reap(vec![Doomed { ino: obj.ino, size }]);
         }
         Ok(())
     }
@@ -1843,6 +1857,15 @@ fn move_link(tx: &Tx<'_>, a: &Attr, from: Ino, to: Ino) -> rusqlite::Result<()> 
 }
 
 /// A thread that deletes objects of removed inodes, so unlink does not wait for the disk.
+/// An inode whose object is to be deleted once its transaction commits.
+struct Doomed {
+    ino: Ino,
+    size: u64,
+}
+
+/// Objects up to this size are deleted inline rather than by the reaper thread.
+const INLINE_REAP: u64 = 256 << 10;
+
 struct Reaper {
     queue: Mutex<mpsc::Sender<Ino>>,
     pending: Arc<AtomicUsize>,

@@ -1016,6 +1016,15 @@ fn a_version_4_store_is_migrated_and_its_reservations_given_back() {
 }
 
 #[test]
+fn new_metadata_files_use_small_pages() {
+    let f = Fixture::new();
+    assert_eq!(
+        f.meta().read().pragma("page_size").unwrap(),
+        crate::meta::PAGE_SIZE
+    );
+}
+
+#[test]
 fn cache_sizes_are_what_the_mount_asks_for() {
     let f = Fixture::new();
     let pragmas = |meta: &Meta| -> (i64, i64) {
