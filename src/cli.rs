@@ -118,6 +118,12 @@ enum TenantCmd {
         id: TenantId,
         #[command(flatten)]
         limits: Limits,
+        /// Let read-only opens read file content straight through the kernel (FUSE
+        /// passthrough): native read speed, but such reads are not metered, not re-checked
+        /// against ACLs, and survive a key revoke until the file is closed. Off by default;
+        /// ignored while a byte rate limit is set. See SEMANTICS.md.
+        #[arg(long, value_name = "on|off", value_parser = parse_on_off)]
+        passthrough_reads: Option<bool>,
     },
     /// List tenants.
     List {
@@ -406,15 +412,28 @@ fn dispatch(cli: Cli) -> Result<()> {
 
 fn tenant(store: &Store, cmd: TenantCmd) -> Result<()> {
     match cmd {
-        TenantCmd::Set { id, limits } => {
-            if !limits.any() {
+        TenantCmd::Set {
+            id,
+            limits,
+            passthrough_reads,
+        } => {
+            if !limits.any() && passthrough_reads.is_none() {
                 return Err(Error::Usage(
-                    "nothing to set: pass --max-bytes, --max-inodes, --max-ops-per-sec or --max-bytes-per-sec".into(),
+                    "nothing to set: pass --max-bytes, --max-inodes, --max-ops-per-sec, --max-bytes-per-sec or --passthrough-reads".into(),
                 ));
             }
             store.catalog()?.tenant(&id)?;
-            limits.apply(store, &id)?;
-            eprintln!("updated the limits of tenant {id}");
+            if limits.any() {
+                limits.apply(store, &id)?;
+                eprintln!("updated the limits of tenant {id}");
+            }
+            if let Some(on) = passthrough_reads {
+                store.set_passthrough_reads(&id, on)?;
+                eprintln!(
+                    "passthrough reads {} for tenant {id}; files opened from now on use it",
+                    if on { "on" } else { "off" }
+                );
+            }
             Ok(())
         }
         TenantCmd::Create {
@@ -467,6 +486,7 @@ fn tenant(store: &Store, cmd: TenantCmd) -> Result<()> {
                 live_keys: usize,
                 #[serde(flatten)]
                 usage: &'a crate::store::TenantUsage,
+                passthrough_reads: bool,
             }
             let live_keys = keys.iter().filter(|k| !k.revoked).count();
             let show = Show {
@@ -474,6 +494,7 @@ fn tenant(store: &Store, cmd: TenantCmd) -> Result<()> {
                 keys: keys.len(),
                 live_keys,
                 usage: &usage,
+                passthrough_reads: store.passthrough_reads(&id)?,
             };
             if json {
                 return print_json(&show);
@@ -494,6 +515,7 @@ fn tenant(store: &Store, cmd: TenantCmd) -> Result<()> {
             };
             println!("max bytes:   {}", limit(usage.max_bytes));
             println!("max inodes:  {}", limit(usage.max_inodes));
+            println!("passthrough: {}", yes_no(show.passthrough_reads));
             Ok(())
         }
     }
@@ -976,6 +998,14 @@ fn read_key(file: Option<&std::path::Path>) -> Result<String> {
         ));
     }
     Ok(raw.trim().to_string())
+}
+
+fn parse_on_off(s: &str) -> std::result::Result<bool, String> {
+    match s {
+        "on" => Ok(true),
+        "off" => Ok(false),
+        _ => Err(format!("expected on or off, not {s:?}")),
+    }
 }
 
 fn yes_no(b: bool) -> String {

@@ -12,20 +12,21 @@ use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use fuser::{
-    Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, InitFlags,
-    KernelConfig, LockOwner, Notifier, OpenFlags, ReplyAttr, ReplyCreate, ReplyData,
+    BackingId, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo,
+    InitFlags, KernelConfig, LockOwner, Notifier, OpenFlags, ReplyAttr, ReplyCreate, ReplyData,
     ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite,
     ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
-use parking_lot::Mutex;
+use parking_lot::{Condvar, Mutex};
 
 use crate::fs::{
     ACL_XATTR, Attr, Ctx, FsError, Ino, Kind, ROOT_INO, RenameFlags, SetAttr, SetTime, TenantFs,
     XattrMode,
 };
+use crate::iomode::{Busy, Io, IoModes};
 use crate::time::{from_nanos, to_nanos};
 
 /// How long the kernel may trust attributes and names (and that a name is absent) without
@@ -38,6 +39,9 @@ const TTL: Duration = Duration::from_secs(1);
 /// open here the core reports its attributes as of the open, so the kernel never sees
 /// another mount's change to them.)
 const OPEN_FLAGS: FopenFlags = FopenFlags::empty();
+
+/// How long a write open waits for passthrough readers' releases before `ETXTBSY`.
+const RELEASE_WAIT: Duration = Duration::from_millis(100);
 
 /// State shared by the session's threads and the mount's watcher.
 pub struct Shared {
@@ -91,11 +95,57 @@ impl Shared {
 
 pub struct FuseFs {
     shared: Arc<Shared>,
+    /// Whether the kernel agreed to passthrough at init.
+    passthrough: bool,
+    /// How each open handle does its I/O, with the backing files registered for
+    /// passthrough.
+    io: Mutex<IoModes<BackingId>>,
+    /// Signalled at each release, for opens waiting on [`Busy`].
+    released: Condvar,
 }
 
 impl FuseFs {
     pub fn new(shared: Arc<Shared>) -> FuseFs {
-        FuseFs { shared }
+        FuseFs {
+            shared,
+            passthrough: false,
+            io: Mutex::new(IoModes::default()),
+            released: Condvar::new(),
+        }
+    }
+
+    /// Replies to an open with the I/O mode [`IoModes`] chooses for the handle. A write
+    /// open of a file open for passthrough waits a moment before it is refused: the kernel
+    /// sends a release after `close` returns, so a writer opening right after a reader
+    /// closed may arrive while another thread still handles that release.
+    fn opened(&self, ino: Ino, fh: u64, read_only: bool, reply: ReplyOpen) {
+        let give_up = Instant::now() + RELEASE_WAIT;
+        let mut io = self.io.lock();
+        loop {
+            let register = || {
+                let file = self
+                    .core()
+                    .passthrough_file(fh)
+                    .filter(|_| self.passthrough)?;
+                reply
+                    .open_backing(&file)
+                    .map_err(|e| tracing::debug!(ino, error = %e, "passthrough refused; reading through the daemon"))
+                    .ok()
+            };
+            match io.open(ino, fh, read_only, register) {
+                Ok((Io::Passthrough, Some(id))) => {
+                    return reply.opened_passthrough(FileHandle(fh), OPEN_FLAGS, id);
+                }
+                Ok(_) => return reply.opened(FileHandle(fh), OPEN_FLAGS),
+                Err(Busy) if Instant::now() < give_up => {
+                    self.released.wait_until(&mut io, give_up);
+                }
+                Err(Busy) => break,
+            }
+        }
+        drop(io);
+        let _ = self.core().release(fh);
+        reply.error(Errno::ETXTBSY)
     }
 
     fn core(&self) -> &TenantFs {
@@ -237,6 +287,13 @@ impl Filesystem for FuseFs {
             | InitFlags::FUSE_CACHE_SYMLINKS;
         let _ = config.add_capabilities(wanted & config.capabilities());
         let _ = config.set_max_background(64);
+        // Passthrough needs the kernel's consent and, to register backing files,
+        // CAP_SYS_ADMIN; without either every open goes through the daemon.
+        if config.capabilities().contains(InitFlags::FUSE_PASSTHROUGH)
+            && config.set_max_stack_depth(1).is_ok()
+        {
+            self.passthrough = config.add_capabilities(InitFlags::FUSE_PASSTHROUGH).is_ok();
+        }
         Ok(())
     }
 
@@ -430,8 +487,9 @@ impl Filesystem for FuseFs {
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         let ino = ino!(self, ino, reply);
-        answer!("open", reply, self.core().open(ino, flags.0), |fh| reply
-            .opened(FileHandle(fh), OPEN_FLAGS))
+        let read_only = flags.0 & libc::O_ACCMODE == libc::O_RDONLY;
+        answer!("open", reply, self.core().open(ino, flags.0), |fh| self
+            .opened(ino, fh, read_only, reply))
     }
 
     fn read(
@@ -488,7 +546,11 @@ impl Filesystem for FuseFs {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        answer!("release", reply, self.core().release(fh.0), |()| reply.ok())
+        // The core first: an open waiting on this release then finds the file closed here.
+        let done = self.core().release(fh.0);
+        self.io.lock().release(fh.0);
+        self.released.notify_all();
+        answer!("release", reply, done, |()| reply.ok())
     }
 
     fn fsync(
@@ -682,6 +744,8 @@ impl Filesystem for FuseFs {
             .create(&ctx(req), parent, name.as_bytes(), mode, umask, flags);
         answer!("create", reply, r, |(a, fh)| {
             self.shared.remember(a.ino);
+            // A new file: nobody else has it open, and it counts as a cached handle.
+            let _ = self.io.lock().open(a.ino, fh, false, || None);
             reply.created(
                 &TTL,
                 &self.attr(&a),

@@ -15,6 +15,7 @@ pub mod fs;
 pub mod fsck;
 pub mod fuse;
 pub mod ids;
+pub mod iomode;
 pub mod keys;
 pub mod meta;
 pub mod objects;

@@ -720,6 +720,26 @@ impl Tx<'_> {
     }
 
     /// The tenant's rate limits: (ops per second, bytes per second), 0 for unlimited.
+    /// Whether the tenant lets read-only opens read objects straight through the kernel.
+    pub fn passthrough_reads(&self) -> rusqlite::Result<bool> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT value FROM info WHERE key = 'passthrough_reads'")?
+            .query_row([], |r| r.get::<_, i64>(0))
+            .optional()?
+            .unwrap_or(0)
+            != 0)
+    }
+
+    pub fn set_passthrough_reads(&self, on: bool) -> rusqlite::Result<()> {
+        self.conn.execute(
+            "INSERT INTO info(key, value) VALUES ('passthrough_reads', ?1)
+             ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            [i64::from(on)],
+        )?;
+        Ok(())
+    }
+
     pub fn rates(&self) -> rusqlite::Result<(u64, u64)> {
         self.root_quota("SELECT ops_per_sec, bytes_per_sec FROM quotas WHERE ino = ?1")
     }

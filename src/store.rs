@@ -199,6 +199,22 @@ impl Store {
         )
     }
 
+    /// Lets (or stops) read-only opens of the tenant's files read straight through the
+    /// kernel. Live mounts apply it to opens within a few seconds.
+    pub fn set_passthrough_reads(&self, id: &TenantId, on: bool) -> Result<()> {
+        self.open_meta(id)?
+            .write(|tx| tx.set_passthrough_reads(on))?;
+        self.catalog()?.audit(
+            "tenant.passthrough_reads",
+            Some(id.as_str()),
+            &format!("on={on}"),
+        )
+    }
+
+    pub fn passthrough_reads(&self, id: &TenantId) -> Result<bool> {
+        Ok(self.open_meta(id)?.read().passthrough_reads()?)
+    }
+
     /// Walks a key root like `/a/b` to its directory inode.
     pub fn resolve_root(meta: &Meta, root: &str) -> Result<Ino> {
         let mut ino = ROOT_INO;

@@ -114,6 +114,10 @@ pub struct TenantFs {
     meter: Meter,
     /// This mount's share of the tenant's rate limits.
     throttle: throttle::Throttle,
+    /// Whether read-only opens may read objects straight through the kernel: the tenant
+    /// allows it and has no byte rate limit (such reads pass no throttle). Re-read with the
+    /// rates.
+    passthrough: AtomicBool,
     session: String,
     state: AtomicU8,
     open: Mutex<HashMap<Ino, OpenEntry>>,
@@ -247,6 +251,7 @@ impl TenantFs {
             dir_quotas,
             meter: Meter::default(),
             throttle: throttle::Throttle::default(),
+            passthrough: AtomicBool::new(false),
             session,
             state: AtomicU8::new(LIVE),
             open: Mutex::new(HashMap::new()),
@@ -1202,6 +1207,27 @@ impl TenantFs {
         Ok(self.new_handle(obj, write, flags & libc::O_APPEND != 0))
     }
 
+    /// The object file a read-only handle may read straight through the kernel (FUSE
+    /// passthrough), when the tenant allows it. Such reads skip the daemon: no per-read
+    /// rights check, no metering, and revoking the key does not stop them (SEMANTICS.md).
+    /// Only files whose object holds exactly their content qualify; an object shorter than
+    /// the file (never written, or grown by truncate) would read short.
+    pub fn passthrough_file(&self, fh: u64) -> Option<std::os::fd::OwnedFd> {
+        if !self.passthrough.load(Ordering::Relaxed) {
+            return None;
+        }
+        let h = self.handle(fh).ok()?;
+        if h.write {
+            return None;
+        }
+        let data = h.obj.data.get()?;
+        let size = h.obj.st.lock().size;
+        if data.size().ok()? != size {
+            return None;
+        }
+        data.local_fd()?.try_clone_to_owned().ok()
+    }
+
     fn new_handle(&self, obj: Arc<OpenObject>, write: bool, append: bool) -> u64 {
         let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
         self.handles
@@ -1765,10 +1791,16 @@ impl TenantFs {
     /// Re-reads the tenant's rate limits and takes this mount's share: an equal part for each
     /// of the tenant's `live_mounts`.
     pub fn refresh_rates(&self, live_mounts: usize) -> FsResult<()> {
-        let (ops, bytes) = self.meta.lock().read().rates()?;
+        let ((ops, bytes), passthrough) = {
+            let meta = self.meta.lock();
+            let tx = meta.read();
+            (tx.rates()?, tx.passthrough_reads()?)
+        };
         let n = live_mounts.max(1) as u64;
         let share = |r: u64| if r == 0 { 0 } else { (r / n).max(1) };
         self.throttle.set(share(ops), share(bytes));
+        self.passthrough
+            .store(passthrough && bytes == 0, Ordering::Relaxed);
         Ok(())
     }
 
