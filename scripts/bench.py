@@ -162,6 +162,8 @@ def workloads(tarball):
         ("untar 2,438 files", "time", lambda d: untar(d, tarball)),
         ("grep -r over them", "time", grep_r),
         ("fio 4k randwrite, 1 job", "iops", lambda d: fio(d, "randwrite", 1)),
+        # 1 job, then 4 over the same files: their ratio is how reads scale with threads.
+        ("fio 4k randread, 1 job", "iops", lambda d: fio(d, "randread", 1)),
         ("fio 4k randread, 4 jobs", "iops", lambda d: (fio(d, "randread", 4), fio_cleanup(d))[0]),
     ]
 
@@ -222,6 +224,14 @@ def main():
     print("|" + "|".join("-" * (w + 2) if i == 0 else "-" * (w + 1) + ":" for i, w in enumerate(widths)) + "|")
     for r in rows:
         print(fmt(r))
+    one = [w for w, _, _ in wl if "randread, 1 job" in w]
+    four = [w for w, _, _ in wl if "randread, 4 jobs" in w]
+    if one and four:
+        scale = ", ".join(
+            f"{t} {statistics.median(results[four[0]][t]) / statistics.median(results[one[0]][t]):.2f}"
+            for t in names
+        )
+        print(f"\nrandom-read scaling, 4 jobs / 1 job (medians): {scale}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"raw": results, "table": [header] + rows}, f, indent=1)

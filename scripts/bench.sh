@@ -15,12 +15,14 @@ cleanup() {
   "$tfs" umount "$work/tenantfs" 2>/dev/null || true
   "$tfs" umount "$work/tenantfs-acl" 2>/dev/null || true
   "$tfs" umount "$work/tenantfs-quota" 2>/dev/null || true
+  "$tfs" umount "$work/tenantfs-pass" 2>/dev/null || true
   umount "$work/bindfs" 2>/dev/null || fusermount3 -u "$work/bindfs" 2>/dev/null || true
   rm -rf "$work"
 }
 trap cleanup EXIT
 
-mkdir -p "$work/native" "$work/bindfs-src" "$work/bindfs" "$work/tenantfs" "$work/tenantfs-acl" "$work/tenantfs-quota"
+mkdir -p "$work/native" "$work/bindfs-src" "$work/bindfs" "$work/tenantfs" "$work/tenantfs-acl" "$work/tenantfs-quota" \
+  "$work/tenantfs-pass"
 bindfs "$work/bindfs-src" "$work/bindfs"
 "$tfs" init 2>/dev/null
 # tenantfs: an admin key, so no ACL is checked ("ACLs off").
@@ -55,11 +57,21 @@ for d in $(seq 0 99); do
   "$tfs" acl set --tenant bench-acl "/noise/d$d" "${entries[@]}" 2>/dev/null
 done
 
+# tenantfs-pass: passthrough reads on (tenant set --passthrough-reads), for an agent that is
+# an editor by ACL, under a tenant quota: reads of files opened read-only bypass the daemon.
+"$tfs" tenant create bench-pass --private --max-bytes 1T --max-inodes 100000000 2>/dev/null
+"$tfs" tenant set bench-pass --passthrough-reads on 2>/dev/null
+"$tfs" acl set --tenant bench-pass / agent:bench:editor 2>/dev/null
+"$tfs" key create --tenant bench-pass --subject agent:bench > "$work/bench-pass.key" 2>/dev/null
+"$tfs" mount "$work/tenantfs-pass" --key-file "$work/bench-pass.key"
+
 echo "tenantfs $("$tfs" --version | cut -d' ' -f2), $(uname -r), $(nproc) cores" >&2
 python3 scripts/bench.py --work "$work" --rounds "$rounds" \
   --target native="$work/native" --target bindfs="$work/bindfs" --target tenantfs="$work/tenantfs" \
   --target tenantfs-acl="$work/tenantfs-acl" --target tenantfs-quota="$work/tenantfs-quota" \
-  --compare tenantfs/bindfs --compare tenantfs-acl/tenantfs --compare tenantfs-quota/tenantfs \
+  --target tenantfs-pass="$work/tenantfs-pass" \
+  --compare tenantfs/bindfs --compare tenantfs-acl/bindfs --compare tenantfs-pass/bindfs \
+  --compare tenantfs-acl/tenantfs --compare tenantfs-quota/tenantfs \
   ${BENCH_JSON:+--json "$BENCH_JSON"}
 
 # Noisy neighbour: tenant B (bench) measured alone and beside tenant A (bench-quota) running
