@@ -123,10 +123,10 @@ impl FuseFs {
         let mut io = self.io.lock();
         loop {
             let register = || {
-                let file = self
-                    .core()
-                    .passthrough_file(fh)
-                    .filter(|_| self.passthrough)?;
+                if !self.passthrough {
+                    return None;
+                }
+                let file = self.core().passthrough_file(fh)?;
                 reply
                     .open_backing(&file)
                     .map_err(|e| tracing::debug!(ino, error = %e, "passthrough refused; reading through the daemon"))
@@ -546,11 +546,11 @@ impl Filesystem for FuseFs {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        // The core first: an open waiting on this release then finds the file closed here.
-        let done = self.core().release(fh.0);
+        // The I/O mode first, at once: a write open may be waiting on it, and the core's
+        // release can wait on the database (a write-back, a checkpoint).
         self.io.lock().release(fh.0);
         self.released.notify_all();
-        answer!("release", reply, done, |()| reply.ok())
+        answer!("release", reply, self.core().release(fh.0), |()| reply.ok())
     }
 
     fn fsync(

@@ -110,6 +110,12 @@ fn writers_and_passthrough_readers_share_a_file() {
         w.write_all_at(b"more", 0).unwrap();
         assert_eq!(&read_all(&m.p("f"))[..4], b"more");
     }
+    // A file just created is open for writing: readers beside it go through the daemon
+    // (a passthrough open beside the creator's would fail in the kernel).
+    let mut made = File::create(m.p("g")).unwrap();
+    std::io::Write::write_all(&mut made, b"fresh").unwrap();
+    assert_eq!(read_all(&m.p("g")), b"fresh");
+    drop(made);
     drop((m, other));
     env.fsck_clean("acme");
 }

@@ -780,18 +780,17 @@ impl TenantFs {
     /// Small objects go here and now: deleting one costs less than waking the reaper thread,
     /// which takes the large ones so that freeing their extents never holds up a reply.
     fn reap(&self, doomed: Vec<Doomed>) {
-        let mut marked = self.marked.lock();
+        {
+            let mut marked = self.marked.lock();
+            for d in &doomed {
+                marked.remove(&d.ino);
+            }
+        }
         for d in doomed {
-            marked.remove(&d.ino);
             if d.size > INLINE_REAP {
                 self.reaper.send(d.ino);
-                continue;
-            }
-            match self.objects.remove(d.ino) {
-                Ok(()) => self.reaped.lock().push(d.ino),
-                Err(e) => {
-                    tracing::warn!(ino = d.ino, error = %e, "object delete failed; the next mount retries")
-                }
+            } else {
+                delete_object(self.objects.as_ref(), &self.reaped, d.ino);
             }
         }
     }
@@ -1889,6 +1888,15 @@ fn move_link(tx: &Tx<'_>, a: &Attr, from: Ino, to: Ino) -> rusqlite::Result<()> 
 }
 
 /// A thread that deletes objects of removed inodes, so unlink does not wait for the disk.
+/// Deletes an object and queues its `gc` row for the next transaction; on failure the row
+/// stays, so the next mount retries.
+fn delete_object(objects: &dyn ObjectStore, reaped: &Mutex<Vec<Ino>>, ino: Ino) {
+    match objects.remove(ino) {
+        Ok(()) => reaped.lock().push(ino),
+        Err(e) => tracing::warn!(ino, error = %e, "object delete failed; the next mount retries"),
+    }
+}
+
 /// An inode whose object is to be deleted once its transaction commits.
 struct Doomed {
     ino: Ino,
@@ -1912,12 +1920,7 @@ impl Reaper {
             .name("reaper".into())
             .spawn(move || {
                 for ino in inbox {
-                    match objects.remove(ino) {
-                        Ok(()) => reaped.lock().push(ino),
-                        Err(e) => {
-                            tracing::warn!(ino, error = %e, "object delete failed; the next mount retries")
-                        }
-                    }
+                    delete_object(objects.as_ref(), &reaped, ino);
                     left.fetch_sub(1, Ordering::SeqCst);
                 }
             })
