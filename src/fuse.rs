@@ -40,6 +40,16 @@ const TTL: Duration = Duration::from_secs(1);
 /// another mount's change to them.)
 const OPEN_FLAGS: FopenFlags = FopenFlags::empty();
 
+/// A read-only handle has nothing to write back when it is closed, so the kernel is told not
+/// to send FLUSH for it: `cat`, `grep` and `git status` save a round trip on every file.
+fn open_flags(read_only: bool) -> FopenFlags {
+    if read_only {
+        OPEN_FLAGS | FopenFlags::FOPEN_NOFLUSH
+    } else {
+        OPEN_FLAGS
+    }
+}
+
 /// How long a write open waits for passthrough readers' releases before `ETXTBSY`.
 const RELEASE_WAIT: Duration = Duration::from_millis(100);
 
@@ -134,9 +144,9 @@ impl FuseFs {
             };
             match io.open(ino, fh, read_only, register) {
                 Ok((Io::Passthrough, Some(id))) => {
-                    return reply.opened_passthrough(FileHandle(fh), OPEN_FLAGS, id);
+                    return reply.opened_passthrough(FileHandle(fh), open_flags(read_only), id);
                 }
-                Ok(_) => return reply.opened(FileHandle(fh), OPEN_FLAGS),
+                Ok(_) => return reply.opened(FileHandle(fh), open_flags(read_only)),
                 Err(Busy) if Instant::now() < give_up => {
                     self.released.wait_until(&mut io, give_up);
                 }

@@ -1502,6 +1502,7 @@ impl TenantFs {
                     self.access.rights(&tx, e.ino)?;
                 }
             }
+            drop(tx);
             drop(meta);
             // An entry removed since the snapshot is skipped rather than shown without attributes.
             out.retain(|e| e.attr.is_some() || e.name == b"." || e.name == b"..");
@@ -1681,6 +1682,15 @@ impl TenantFs {
         name.starts_with(b"user.") && name.len() > 5
     }
 
+    /// The namespaces that belong to the host. Reading them answers `EOPNOTSUPP`, not
+    /// `ENODATA`: tools such as `ls -l` and `cp -a` then remember the file system has none and
+    /// stop asking, where `ENODATA` costs a round trip for every file they touch.
+    fn host_namespace(name: &[u8]) -> bool {
+        [&b"security."[..], b"system.", b"trusted."]
+            .iter()
+            .any(|ns| name.starts_with(ns))
+    }
+
     pub fn setxattr(&self, ino: Ino, name: &[u8], value: &[u8], mode: XattrMode) -> FsResult<()> {
         self.writable()?;
         Self::xattr_name(name)?;
@@ -1733,6 +1743,9 @@ impl TenantFs {
         }
         if let Some(limit) = QuotaLimit::of(name) {
             return self.quota_xattr(ino, limit);
+        }
+        if Self::host_namespace(name) {
+            return Err(FsError::NotSupported);
         }
         if !Self::user_namespace(name) {
             return Err(FsError::NoXattr);
