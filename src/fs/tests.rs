@@ -1096,3 +1096,28 @@ fn reads_under_one_guard_see_one_committed_state() {
         .write(|tx| tx.set_ctime(ino, 1).map_err(FsError::from))
         .unwrap();
 }
+
+#[test]
+fn a_failed_or_panicking_change_rolls_back_and_leaves_the_connection_usable() {
+    let f = Fixture::new();
+    let (fs, _s) = f.core(false);
+    let ino = file(&fs, ROOT_INO, "f", b"abc");
+    let mut meta = f.meta();
+    let before = meta.read().inode(ino).unwrap().unwrap().ctime;
+    let failed: FsResult<()> = meta.write(|tx| {
+        tx.set_ctime(ino, before + 1)?;
+        Err(FsError::Quota)
+    });
+    assert!(matches!(failed, Err(FsError::Quota)));
+    let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let _ = meta.write(|tx| -> FsResult<()> {
+            tx.set_ctime(ino, before + 2)?;
+            panic!("mid-change");
+        });
+    }));
+    assert!(panicked.is_err());
+    assert_eq!(meta.read().inode(ino).unwrap().unwrap().ctime, before);
+    meta.write(|tx| tx.set_ctime(ino, before + 3).map_err(FsError::from))
+        .unwrap();
+    assert_eq!(meta.read().inode(ino).unwrap().unwrap().ctime, before + 3);
+}
