@@ -294,7 +294,10 @@ impl Filesystem for FuseFs {
         let wanted = InitFlags::FUSE_DO_READDIRPLUS
             | InitFlags::FUSE_READDIRPLUS_AUTO
             | InitFlags::FUSE_PARALLEL_DIROPS
-            | InitFlags::FUSE_CACHE_SYMLINKS;
+            | InitFlags::FUSE_CACHE_SYMLINKS
+            // We clear set-ID bits ourselves, so the kernel marks files S_NOSEC and stops
+            // asking for security.capability before every write (a round trip each).
+            | InitFlags::FUSE_HANDLE_KILLPRIV_V2;
         let _ = config.add_capabilities(wanted & config.capabilities());
         let _ = config.set_max_background(64);
         // Passthrough needs the kernel's consent and, to register backing files,
@@ -341,7 +344,7 @@ impl Filesystem for FuseFs {
 
     fn setattr(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         mode: Option<u32>,
         uid: Option<u32>,
@@ -366,6 +369,9 @@ impl Filesystem for FuseFs {
             atime: atime.map(set_time),
             mtime: mtime.map(set_time),
             ctime: ctime.map(kernel_time),
+            // FUSE does not pass FATTR_KILL_SUIDGID through fuser; root stands for the
+            // callers that hold CAP_FSETID.
+            drop_setid: req.uid() != 0,
         };
         answer!("setattr", reply, self.core().setattr(ino, set), |a| reply
             .attr(&TTL, &self.attr(&a)))
@@ -525,11 +531,16 @@ impl Filesystem for FuseFs {
         fh: FileHandle,
         offset: u64,
         data: &[u8],
-        _write_flags: WriteFlags,
+        write_flags: WriteFlags,
         _flags: OpenFlags,
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
+        if write_flags.contains(WriteFlags::FUSE_WRITE_KILL_SUIDGID)
+            && let Err(e) = self.core().clear_setid_for_write(fh.0)
+        {
+            return reply.error(fail("write", e));
+        }
         answer!("write", reply, self.core().write(fh.0, offset, data), |n| {
             reply.written(n)
         })

@@ -161,3 +161,20 @@ fn shell_tools_cost_few_round_trips_per_file() {
         "cat sent {cat} ops for {FILES} files"
     );
 }
+
+#[test]
+fn small_writes_cost_one_round_trip_each() {
+    const WRITES: u64 = 200;
+    let env = Env::new();
+    env.tenant("acme");
+    // Before FUSE_HANDLE_KILLPRIV_V2 every write was preceded by a GETXATTR of
+    // security.capability: two round trips per write.
+    let ops = ops_of(&env, "acme", |m| {
+        let mut f = fs::File::create(m.p("log")).unwrap();
+        for _ in 0..WRITES {
+            std::io::Write::write_all(&mut f, &[b'x'; 4096]).unwrap();
+        }
+    });
+    eprintln!("ops for {WRITES} writes: {ops}");
+    assert!(ops < WRITES + WRITES / 4, "{ops} ops for {WRITES} writes");
+}

@@ -595,3 +595,66 @@ fn link_stops_at_link_max_with_emlink() {
     );
     assert!(!m.p("i").exists());
 }
+
+/// Runs `sh -c script` in `dir` as the `nobody` user and group; panics if it fails.
+fn as_nobody(dir: &Path, script: &str) {
+    use std::os::unix::process::CommandExt;
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .current_dir(dir)
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "`{script}` as nobody: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn writes_and_truncates_by_others_clear_set_id_bits_as_on_ext4() {
+    let env = Env::new();
+    env.tenant("acme");
+    let (key, _) = env.key("acme", "user:alice", &[]);
+    let m = env.mount("m", &key, &["--allow-other"]);
+    fs::set_permissions(&m.path, fs::Permissions::from_mode(0o777)).unwrap();
+    let f = m.p("tool");
+    fs::write(&f, b"v1\n").unwrap();
+    std::os::unix::fs::chown(&f, Some(65534), Some(65534)).unwrap();
+    let mode = |p: &Path| fs::metadata(p).unwrap().mode() & 0o7777;
+    let setid = |p: &Path| fs::set_permissions(p, fs::Permissions::from_mode(0o6775)).unwrap();
+    setid(&f);
+    // Root (CAP_FSETID) keeps the bits when it writes.
+    OpenOptions::new()
+        .append(true)
+        .open(&f)
+        .unwrap()
+        .write_all(b"root\n")
+        .unwrap();
+    assert_eq!(mode(&f), 0o6775);
+    // Anyone else's write clears set-user-ID, and set-group-ID as the group may execute.
+    as_nobody(&m.path, "echo nobody >> tool");
+    assert_eq!(mode(&f), 0o775);
+    // Without group execute, set-group-ID marks mandatory locking and stays.
+    fs::set_permissions(&f, fs::Permissions::from_mode(0o6764)).unwrap();
+    as_nobody(&m.path, "echo again >> tool");
+    assert_eq!(mode(&f), 0o2764);
+    // A truncate by anyone else clears them too; the content is as written.
+    setid(&f);
+    assert_eq!(fs::read(&f).unwrap(), b"v1\nroot\nnobody\nagain\n");
+    as_nobody(&m.path, "truncate -s 3 tool");
+    assert_eq!(mode(&f), 0o775);
+    assert_eq!(fs::read(&f).unwrap(), b"v1\n");
+    // chown(-1, -1) clears them, as Linux does for files.
+    setid(&f);
+    nix::unistd::chown(&f, None, None).unwrap();
+    assert_eq!(mode(&f), 0o775);
+    // Directories keep set-group-ID through chown.
+    fs::create_dir(m.p("d")).unwrap();
+    fs::set_permissions(m.p("d"), fs::Permissions::from_mode(0o2775)).unwrap();
+    std::os::unix::fs::chown(m.p("d"), Some(65534), None).unwrap();
+    assert_eq!(mode(&m.p("d")), 0o2775);
+}

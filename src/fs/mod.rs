@@ -59,6 +59,9 @@ struct OpenObject {
     /// Unlinked while open: delete at last release. Atomic so unlink can set it while
     /// holding `meta` without taking `st` (lock order).
     orphan: AtomicBool,
+    /// The file has bits a write by an unprivileged caller must clear (see [`setid_cleared`]),
+    /// as of the open or this mount's last change of its mode.
+    setid: AtomicBool,
 }
 
 struct FileState {
@@ -406,11 +409,23 @@ impl TenantFs {
             res?;
             released?;
         }
-        let only_size = set.mode.is_none()
-            && set.uid.is_none()
-            && set.gid.is_none()
+        // The kernel leaves clearing set-ID bits to us (FUSE_HANDLE_KILLPRIV_V2): on chown,
+        // on a truncate by an unprivileged caller, and on the empty setattr it sends when
+        // chown(-1, -1) or a write's privilege check found bits to clear.
+        let chown = set.uid.is_some() || set.gid.is_some();
+        let empty = set.mode.is_none()
+            && !chown
+            && set.size.is_none()
             && set.atime.is_none()
-            && set.mtime.is_none();
+            && set.mtime.is_none()
+            && set.ctime.is_none();
+        let clear_setid =
+            set.mode.is_none() && (chown || empty || (set.size.is_some() && set.drop_setid));
+        let only_size = set.mode.is_none()
+            && !chown
+            && set.atime.is_none()
+            && set.mtime.is_none()
+            && !clear_setid;
         if only_size {
             return self.getattr(ino);
         }
@@ -420,6 +435,9 @@ impl TenantFs {
             let mut a = require(tx.inode(ino)?)?;
             if let Some(mode) = set.mode {
                 a.perm = (mode & 0o7777) as u16;
+            }
+            if clear_setid && a.kind != Kind::Dir {
+                a.perm = setid_cleared(a.perm);
             }
             if let Some(uid) = set.uid {
                 a.uid = uid;
@@ -450,6 +468,10 @@ impl TenantFs {
             st.ctime = a.ctime;
         }
         drop(st);
+        if let Some(obj) = &obj {
+            obj.setid
+                .store(setid_cleared(a.perm) != a.perm, Ordering::Relaxed);
+        }
         self.present(a)
     }
 
@@ -1033,6 +1055,7 @@ impl TenantFs {
                 reserved: 0,
             }),
             orphan: AtomicBool::new(a.nlink == 0),
+            setid: AtomicBool::new(setid_cleared(a.perm) != a.perm),
         });
         open.insert(
             ino,
@@ -1279,6 +1302,7 @@ impl TenantFs {
                 reserved: 0,
             }),
             orphan: AtomicBool::new(false),
+            setid: AtomicBool::new(setid_cleared(a.perm) != a.perm),
         });
         open.insert(
             a.ino,
@@ -1348,6 +1372,27 @@ impl TenantFs {
         drop(st);
         self.throttle.bytes(data.len() as u64);
         Ok(data.len() as u32)
+    }
+
+    /// Before a write by a caller without `CAP_FSETID`: clears the file's set-user-ID bit,
+    /// and its set-group-ID bit if group-executable, as a local file system does. Only the
+    /// first such write after an open (or a chmod here) looks at the database.
+    pub fn clear_setid_for_write(&self, fh: u64) -> FsResult<()> {
+        let h = self.handle(fh)?;
+        if !h.obj.setid.swap(false, Ordering::Relaxed) {
+            return Ok(());
+        }
+        let ino = h.obj.ino;
+        self.transact(|tx| {
+            let mut a = require(tx.inode(ino)?)?;
+            let perm = setid_cleared(a.perm);
+            if perm != a.perm {
+                a.perm = perm;
+                a.ctime = now_nanos();
+                tx.update_inode(&a)?;
+            }
+            Ok(())
+        })
     }
 
     pub fn flush(&self, fh: u64) -> FsResult<()> {
@@ -1903,6 +1948,16 @@ fn move_link(tx: &Tx<'_>, a: &Attr, from: Ino, to: Ino) -> rusqlite::Result<()> 
 /// A thread that deletes objects of removed inodes, so unlink does not wait for the disk.
 /// Deletes an object and queues its `gc` row for the next transaction; on failure the row
 /// stays, so the next mount retries.
+/// `perm` without the bits a write or chown takes away: set-user-ID, and set-group-ID when
+/// the group may execute (without that it marks mandatory locking and stays).
+fn setid_cleared(perm: u16) -> u16 {
+    let mut perm = perm & !(libc::S_ISUID as u16);
+    if perm & libc::S_IXGRP as u16 != 0 {
+        perm &= !(libc::S_ISGID as u16);
+    }
+    perm
+}
+
 fn delete_object(objects: &dyn ObjectStore, reaped: &Mutex<Vec<Ino>>, ino: Ino) {
     match objects.remove(ino) {
         Ok(()) => reaped.lock().push(ino),

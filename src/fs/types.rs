@@ -120,6 +120,9 @@ pub struct SetAttr {
     pub atime: Option<SetTime>,
     pub mtime: Option<SetTime>,
     pub ctime: Option<Nanos>,
+    /// The caller may not keep set-user-ID and set-group-ID bits through a truncate (it
+    /// lacks `CAP_FSETID`).
+    pub drop_setid: bool,
 }
 
 /// One directory entry as readdir returns it. `cookie` resumes the listing after it.
