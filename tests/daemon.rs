@@ -5,11 +5,10 @@ mod common;
 use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::process::CommandExt;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
-use common::{Env, wait_until};
+use common::{Env, as_nobody, wait_until};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
@@ -60,21 +59,6 @@ fn foreground_mount_unmounts_on_sigterm() {
 #[test]
 fn foreground_mount_unmounts_on_sigint() {
     foreground_mount_ends_cleanly_on(Signal::SIGINT);
-}
-
-/// Runs `sh -c script` as the `nobody` user; returns whether it succeeded and its stderr.
-fn as_nobody(script: &str) -> (bool, String) {
-    let out = Command::new("sh")
-        .arg("-c")
-        .arg(script)
-        .uid(65534)
-        .gid(65534)
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 #[test]

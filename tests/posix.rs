@@ -596,24 +596,6 @@ fn link_stops_at_link_max_with_emlink() {
     assert!(!m.p("i").exists());
 }
 
-/// Runs `sh -c script` in `dir` as the `nobody` user and group; panics if it fails.
-fn as_nobody(dir: &Path, script: &str) {
-    use std::os::unix::process::CommandExt;
-    let out = std::process::Command::new("sh")
-        .arg("-c")
-        .arg(script)
-        .current_dir(dir)
-        .uid(65534)
-        .gid(65534)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "`{script}` as nobody: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 #[test]
 fn writes_and_truncates_by_others_clear_set_id_bits_as_on_ext4() {
     let env = Env::new();
@@ -636,16 +618,20 @@ fn writes_and_truncates_by_others_clear_set_id_bits_as_on_ext4() {
         .unwrap();
     assert_eq!(mode(&f), 0o6775);
     // Anyone else's write clears set-user-ID, and set-group-ID as the group may execute.
-    as_nobody(&m.path, "echo nobody >> tool");
+    let nobody = |script: &str| {
+        let (ok, err) = common::as_nobody(&format!("cd {} && {script}", m.path.display()));
+        assert!(ok, "`{script}` as nobody: {err}");
+    };
+    nobody("echo nobody >> tool");
     assert_eq!(mode(&f), 0o775);
     // Without group execute, set-group-ID marks mandatory locking and stays.
     fs::set_permissions(&f, fs::Permissions::from_mode(0o6764)).unwrap();
-    as_nobody(&m.path, "echo again >> tool");
+    nobody("echo again >> tool");
     assert_eq!(mode(&f), 0o2764);
     // A truncate by anyone else clears them too; the content is as written.
     setid(&f);
     assert_eq!(fs::read(&f).unwrap(), b"v1\nroot\nnobody\nagain\n");
-    as_nobody(&m.path, "truncate -s 3 tool");
+    nobody("truncate -s 3 tool");
     assert_eq!(mode(&f), 0o775);
     assert_eq!(fs::read(&f).unwrap(), b"v1\n");
     // chown(-1, -1) clears them, as Linux does for files.

@@ -321,3 +321,20 @@ pub fn fill_from_four_writers(dirs: [&Path; 2], limit: u64) -> u64 {
     );
     on_disk
 }
+
+/// Runs `sh -c script` as the `nobody` user and group; returns whether it succeeded and its
+/// stderr.
+pub fn as_nobody(script: &str) -> (bool, String) {
+    use std::os::unix::process::CommandExt;
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
