@@ -178,3 +178,28 @@ fn small_writes_cost_one_round_trip_each() {
     eprintln!("ops for {WRITES} writes: {ops}");
     assert!(ops < WRITES + WRITES / 4, "{ops} ops for {WRITES} writes");
 }
+
+#[test]
+fn a_writer_opened_beside_a_reader_starts_from_another_mounts_truncate() {
+    let env = Env::new();
+    let a = env.mounted_tenant("acme", "a");
+    let b = env.mounted_tenant_again("b");
+    fs::write(a.p("f"), vec![7u8; 1 << 20]).unwrap();
+    // a holds the file open for reading while b truncates it.
+    let reader = fs::File::open(a.p("f")).unwrap();
+    assert!(wait_until(Duration::from_secs(3), || b.p("f").exists()).is_some());
+    fs::OpenOptions::new()
+        .write(true)
+        .open(b.p("f"))
+        .unwrap()
+        .set_len(5)
+        .unwrap();
+    // A writer opened in a now must start from 5 bytes, not the size a's reader saw.
+    let writer = fs::OpenOptions::new().write(true).open(a.p("f")).unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&writer, b"more", 0).unwrap();
+    drop((writer, reader));
+    drop((a, b));
+    env.fsck_clean("acme");
+    let c = env.mounted_tenant_again("c");
+    assert_eq!(fs::read(c.p("f")).unwrap(), b"more\x07");
+}

@@ -1030,8 +1030,25 @@ impl TenantFs {
     fn acquire(&self, ino: Ino) -> FsResult<Arc<OpenObject>> {
         let mut open = self.open.lock();
         if let Some(e) = open.get_mut(&ino) {
+            let obj = e.obj.clone();
+            // Held only by readers here, the file may have changed in another mount since
+            // it was opened (a truncate, a write past the end): a new open starts from the
+            // database, or a writer would write back the old size.
+            let mut st = obj.st.lock();
+            let fresh = if !st.dirty && st.reserved == 0 {
+                self.meta.lock().read().inode(ino)?
+            } else {
+                None
+            };
+            if let Some(a) = fresh {
+                st.size = a.size;
+                st.db_size = a.size;
+                st.mtime = a.mtime;
+                st.ctime = a.ctime;
+            }
+            drop(st);
             e.refs += 1;
-            return Ok(e.obj.clone());
+            return Ok(obj);
         }
         let a = require(self.meta.lock().read().inode(ino)?)?;
         match a.kind {
