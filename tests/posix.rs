@@ -9,6 +9,7 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::Path;
+use std::time::Duration;
 
 use common::{Env, errno_of, getxattr, listxattr, removexattr, setxattr};
 use nix::fcntl::{AT_FDCWD, FallocateFlags, RenameFlags, renameat2};
@@ -643,4 +644,32 @@ fn writes_and_truncates_by_others_clear_set_id_bits_as_on_ext4() {
     fs::set_permissions(m.p("d"), fs::Permissions::from_mode(0o2775)).unwrap();
     std::os::unix::fs::chown(m.p("d"), Some(65534), None).unwrap();
     assert_eq!(mode(&m.p("d")), 0o2775);
+}
+
+#[test]
+fn a_write_clears_set_id_bits_that_another_mount_added() {
+    let env = Env::new();
+    env.tenant("acme");
+    let (key, _) = env.key("acme", "user:alice", &[]);
+    let a = env.mount("a", &key, &["--allow-other"]);
+    let b = env.mount("b", &key, &["--allow-other"]);
+    fs::set_permissions(&a.path, fs::Permissions::from_mode(0o777)).unwrap();
+    fs::write(a.p("tool"), b"v1\n").unwrap();
+    std::os::unix::fs::chown(a.p("tool"), Some(65534), Some(65534)).unwrap();
+    fs::set_permissions(a.p("tool"), fs::Permissions::from_mode(0o775)).unwrap();
+    let nobody = |script: &str| {
+        let (ok, err) = common::as_nobody(&format!("cd {} && {script}", b.path.display()));
+        assert!(ok, "`{script}` as nobody: {err}");
+    };
+    // A write in b while the file has no set-ID bits: b's kernel marks it as having none
+    // and, from then on, leaves clearing them to the daemon's write path.
+    let overwrite = "printf x | dd of=tool conv=notrunc status=none";
+    assert!(common::wait_until(Duration::from_secs(3), || b.p("tool").exists()).is_some());
+    nobody(overwrite);
+    // a adds them; b still holds the attributes it had, so only the daemon knows.
+    fs::set_permissions(a.p("tool"), fs::Permissions::from_mode(0o6775)).unwrap();
+    nobody(overwrite);
+    let mode = || fs::metadata(a.p("tool")).unwrap().mode() & 0o7777;
+    let cleared = common::wait_until(Duration::from_secs(3), || mode() == 0o775);
+    assert!(cleared.is_some(), "b's write left mode {:o}", mode());
 }

@@ -316,7 +316,7 @@ impl TenantFs {
         if self.access.rights(tx, ino)?.has(want) {
             return Ok(());
         }
-        if let Some(log) = &self.audit {
+        Err(self.denied(op, || {
             let mut path = tx.path_of(ino);
             if let Some(n) = name {
                 if !path.ends_with('/') {
@@ -324,9 +324,17 @@ impl TenantFs {
                 }
                 path.push_str(&String::from_utf8_lossy(n));
             }
-            log.deny(self.access.subject(), op, path, libc::EACCES);
+            path
+        }))
+    }
+
+    /// EACCES for `op`, written to the audit log (when there is one) with the path `path`
+    /// names; the path is only worked out for the log.
+    fn denied(&self, op: &'static str, path: impl FnOnce() -> String) -> FsError {
+        if let Some(log) = &self.audit {
+            log.deny(self.access.subject(), op, path(), libc::EACCES);
         }
-        Err(FsError::Denied)
+        FsError::Denied
     }
 
     /// `need` for ops that do not otherwise touch the database: a cached answer skips it.
@@ -1395,6 +1403,10 @@ impl TenantFs {
     /// and its set-group-ID bit if group-executable, as a local file system does. Only the
     /// first such write after an open (or a chmod here) looks at the database.
     pub fn clear_setid_for_write(&self, fh: u64) -> FsResult<()> {
+        // A stopped mount changes nothing; the write that follows reports why.
+        if self.state.load(Ordering::Relaxed) != LIVE {
+            return Ok(());
+        }
         let h = self.handle(fh)?;
         if !h.obj.setid.swap(false, Ordering::Relaxed) {
             return Ok(());
@@ -1638,15 +1650,7 @@ impl TenantFs {
         if self.access.rights(tx, ino)?.owner() {
             return Ok(());
         }
-        if let Some(log) = &self.audit {
-            log.deny(
-                self.access.subject(),
-                op,
-                format!("{} (tenantfs.acl)", tx.path_of(ino)),
-                libc::EACCES,
-            );
-        }
-        Err(FsError::Denied)
+        Err(self.denied(op, || format!("{} (tenantfs.acl)", tx.path_of(ino))))
     }
 
     /// Replaces an inode's ACL entries, for its owner or an admin; takes effect here at once
@@ -1684,15 +1688,7 @@ impl TenantFs {
         if self.access.admin() {
             return Ok(());
         }
-        if let Some(log) = &self.audit {
-            log.deny(
-                self.access.subject(),
-                op,
-                format!("{} (tenantfs.quota)", tx.path_of(ino)),
-                libc::EACCES,
-            );
-        }
-        Err(FsError::Denied)
+        Err(self.denied(op, || format!("{} (tenantfs.quota)", tx.path_of(ino))))
     }
 
     fn quota_xattr(&self, ino: Ino, limit: QuotaLimit) -> FsResult<Vec<u8>> {
