@@ -15,7 +15,9 @@ use std::fs::File;
 use std::path::Path;
 use std::time::Duration;
 
-use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params};
+use rusqlite::{
+    CachedStatement, Connection, OpenFlags, OptionalExtension, Row, StatementStatus, params,
+};
 
 use crate::fs::types::{Attr, DirEntry, Ino, Kind, ROOT_INO};
 use crate::policy::{Entry, Groups, Rights};
@@ -131,8 +133,14 @@ INSERT OR IGNORE INTO info(key, value) VALUES ('policy_version', 0);
 INSERT OR IGNORE INTO info(key, value) VALUES ('tree_version', 0);
 ";
 
-const INODE_COLS: &str =
-    "ino, kind, perm, nlink, uid, gid, size, rdev, atime, mtime, ctime, crtime";
+/// The columns [`attr_from_row`] reads, as a macro so that statements can be literals: the
+/// inode read is the hottest statement, and building its text at every call cost a tenth of
+/// a lookup.
+macro_rules! inode_cols {
+    () => {
+        "ino, kind, perm, nlink, uid, gid, size, rdev, atime, mtime, ctime, crtime"
+    };
+}
 
 /// A connection to one tenant's `meta.db`.
 pub struct Meta {
@@ -417,7 +425,25 @@ impl Drop for Open<'_> {
 }
 
 fn run(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
-    conn.prepare_cached(sql)?.execute([]).map(|_| ())
+    cached(conn, sql)?.execute([]).map(|_| ())
+}
+
+/// Uses of one statement that SQLite may recompile before a debug build calls it a defect.
+/// A schema change recompiles every statement once; a statement whose plan depends on a bound
+/// value (an `ORDER BY` beside `col = ?`, for one) is recompiled at every use, because the
+/// statement cache clears bindings, and that costs more than the query (about 38,000
+/// instructions, against 2,000 for a point lookup).
+const RECOMPILES_ALLOWED: usize = 4;
+
+/// A statement from the connection's cache. Debug builds check that SQLite is not
+/// recompiling it at every use.
+fn cached<'c>(conn: &'c Connection, sql: &str) -> rusqlite::Result<CachedStatement<'c>> {
+    let stmt = conn.prepare_cached(sql)?;
+    debug_assert!(
+        stmt.get_status(StatementStatus::RePrepare) <= RECOMPILES_ALLOWED as i32,
+        "SQLite recompiles this statement at every use; keep bound values out of its plan: {sql}"
+    );
+    Ok(stmt)
 }
 
 fn attr_from_row(r: &Row<'_>) -> rusqlite::Result<Attr> {
@@ -447,25 +473,28 @@ impl Tx<'_> {
     }
 
     pub fn inode(&self, ino: Ino) -> rusqlite::Result<Option<Attr>> {
-        self.conn
-            .prepare_cached(&format!("SELECT {INODE_COLS} FROM inodes WHERE ino = ?1"))?
-            .query_row([ino], attr_from_row)
-            .optional()
+        cached(
+            self.conn,
+            concat!("SELECT ", inode_cols!(), " FROM inodes WHERE ino = ?1"),
+        )?
+        .query_row([ino], attr_from_row)
+        .optional()
     }
 
     /// The inode a name in `parent` refers to, with its kind.
     pub fn lookup(&self, parent: Ino, name: &[u8]) -> rusqlite::Result<Option<(Ino, Kind)>> {
-        self.conn
-            .prepare_cached("SELECT ino, kind FROM entries WHERE parent = ?1 AND name = ?2")?
-            .query_row(params![parent, name], |r| {
-                let kind: i64 = r.get(1)?;
-                Ok((
-                    r.get(0)?,
-                    Kind::from_code(kind)
-                        .ok_or(rusqlite::Error::IntegralValueOutOfRange(1, kind))?,
-                ))
-            })
-            .optional()
+        cached(
+            self.conn,
+            "SELECT ino, kind FROM entries WHERE parent = ?1 AND name = ?2",
+        )?
+        .query_row(params![parent, name], |r| {
+            let kind: i64 = r.get(1)?;
+            Ok((
+                r.get(0)?,
+                Kind::from_code(kind).ok_or(rusqlite::Error::IntegralValueOutOfRange(1, kind))?,
+            ))
+        })
+        .optional()
     }
 
     /// Lookup and attributes. Two indexed point queries measure about three times faster
@@ -480,82 +509,83 @@ impl Tx<'_> {
     pub fn insert_inode(&self, n: &NewInode<'_>) -> rusqlite::Result<Ino> {
         let nlink = if n.kind == Kind::Dir { 2 } else { 1 };
         let size = n.target.map_or(0, |t| t.len() as i64);
-        self.conn
-            .prepare_cached(
-                "INSERT INTO inodes(kind, perm, nlink, uid, gid, size, rdev, atime, mtime, ctime,
+        cached(
+            self.conn,
+            "INSERT INTO inodes(kind, perm, nlink, uid, gid, size, rdev, atime, mtime, ctime,
                                     crtime, parent, target, owner)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?8, ?8, ?9, ?10, ?11)",
-            )?
-            .execute(params![
-                n.kind.code(),
-                n.perm,
-                nlink,
-                n.uid,
-                n.gid,
-                size,
-                n.rdev,
-                n.now,
-                n.parent,
-                n.target,
-                n.owner
-            ])?;
+        )?
+        .execute(params![
+            n.kind.code(),
+            n.perm,
+            nlink,
+            n.uid,
+            n.gid,
+            size,
+            n.rdev,
+            n.now,
+            n.parent,
+            n.target,
+            n.owner
+        ])?;
         Ok(self.conn.last_insert_rowid() as Ino)
     }
 
     /// Writes every attribute of an existing inode.
     pub fn update_inode(&self, a: &Attr) -> rusqlite::Result<()> {
-        self.conn
-            .prepare_cached(
-                "UPDATE inodes SET perm = ?2, nlink = ?3, uid = ?4, gid = ?5, size = ?6,
+        cached(
+            self.conn,
+            "UPDATE inodes SET perm = ?2, nlink = ?3, uid = ?4, gid = ?5, size = ?6,
                         atime = ?7, mtime = ?8, ctime = ?9 WHERE ino = ?1",
-            )?
-            .execute(params![
-                a.ino,
-                a.perm,
-                a.nlink,
-                a.uid,
-                a.gid,
-                a.size as i64,
-                a.atime,
-                a.mtime,
-                a.ctime
-            ])?;
+        )?
+        .execute(params![
+            a.ino,
+            a.perm,
+            a.nlink,
+            a.uid,
+            a.gid,
+            a.size as i64,
+            a.atime,
+            a.mtime,
+            a.ctime
+        ])?;
         Ok(())
     }
 
     /// Sets mtime and ctime: what a directory gets when its entries change.
     pub fn touch(&self, ino: Ino, now: Nanos) -> rusqlite::Result<()> {
-        self.conn
-            .prepare_cached("UPDATE inodes SET mtime = ?2, ctime = ?2 WHERE ino = ?1")?
-            .execute(params![ino, now])?;
+        cached(
+            self.conn,
+            "UPDATE inodes SET mtime = ?2, ctime = ?2 WHERE ino = ?1",
+        )?
+        .execute(params![ino, now])?;
         Ok(())
     }
 
     pub fn set_ctime(&self, ino: Ino, now: Nanos) -> rusqlite::Result<()> {
-        self.conn
-            .prepare_cached("UPDATE inodes SET ctime = ?2 WHERE ino = ?1")?
+        cached(self.conn, "UPDATE inodes SET ctime = ?2 WHERE ino = ?1")?
             .execute(params![ino, now])?;
         Ok(())
     }
 
     pub fn add_nlink(&self, ino: Ino, delta: i64) -> rusqlite::Result<()> {
-        self.conn
-            .prepare_cached("UPDATE inodes SET nlink = nlink + ?2 WHERE ino = ?1")?
-            .execute(params![ino, delta])?;
+        cached(
+            self.conn,
+            "UPDATE inodes SET nlink = nlink + ?2 WHERE ino = ?1",
+        )?
+        .execute(params![ino, delta])?;
         Ok(())
     }
 
     pub fn set_parent(&self, ino: Ino, parent: Ino) -> rusqlite::Result<()> {
-        self.conn
-            .prepare_cached("UPDATE inodes SET parent = ?2 WHERE ino = ?1")?
+        cached(self.conn, "UPDATE inodes SET parent = ?2 WHERE ino = ?1")?
             .execute(params![ino, parent])?;
         Ok(())
     }
 
     /// The parent of a directory (directories have exactly one entry naming them).
     pub fn dir_parent(&self, ino: Ino) -> rusqlite::Result<Option<Ino>> {
-        self.conn
-            .prepare_cached("SELECT parent FROM inodes WHERE ino = ?1")?
+        cached(self.conn, "SELECT parent FROM inodes WHERE ino = ?1")?
             .query_row([ino], |r| r.get(0))
             .optional()
     }
@@ -567,16 +597,16 @@ impl Tx<'_> {
         mtime: Nanos,
         ctime: Nanos,
     ) -> rusqlite::Result<bool> {
-        Ok(self
-            .conn
-            .prepare_cached("UPDATE inodes SET size = ?2, mtime = ?3, ctime = ?4 WHERE ino = ?1")?
-            .execute(params![ino, size as i64, mtime, ctime])?
+        Ok(cached(
+            self.conn,
+            "UPDATE inodes SET size = ?2, mtime = ?3, ctime = ?4 WHERE ino = ?1",
+        )?
+        .execute(params![ino, size as i64, mtime, ctime])?
             > 0)
     }
 
     pub fn symlink_target(&self, ino: Ino) -> rusqlite::Result<Option<Vec<u8>>> {
-        self.conn
-            .prepare_cached("SELECT target FROM inodes WHERE ino = ?1")?
+        cached(self.conn, "SELECT target FROM inodes WHERE ino = ?1")?
             .query_row([ino], |r| r.get(0))
             .optional()
             .map(Option::flatten)
@@ -602,10 +632,12 @@ impl Tx<'_> {
 
     /// A name of `ino` in `parent`, for audit paths (scans the directory; not a hot path).
     pub fn name_in(&self, parent: Ino, ino: Ino) -> rusqlite::Result<Option<Vec<u8>>> {
-        self.conn
-            .prepare_cached("SELECT name FROM entries WHERE parent = ?1 AND ino = ?2 LIMIT 1")?
-            .query_row(params![parent, ino], |r| r.get(0))
-            .optional()
+        cached(
+            self.conn,
+            "SELECT name FROM entries WHERE parent = ?1 AND ino = ?2 LIMIT 1",
+        )?
+        .query_row(params![parent, ino], |r| r.get(0))
+        .optional()
     }
 
     pub fn insert_entry(
@@ -615,16 +647,20 @@ impl Tx<'_> {
         ino: Ino,
         kind: Kind,
     ) -> rusqlite::Result<()> {
-        self.conn
-            .prepare_cached("INSERT INTO entries(parent, name, ino, kind) VALUES (?1, ?2, ?3, ?4)")?
-            .execute(params![parent, name, ino, kind.code()])?;
+        cached(
+            self.conn,
+            "INSERT INTO entries(parent, name, ino, kind) VALUES (?1, ?2, ?3, ?4)",
+        )?
+        .execute(params![parent, name, ino, kind.code()])?;
         Ok(())
     }
 
     pub fn delete_entry(&self, parent: Ino, name: &[u8]) -> rusqlite::Result<()> {
-        self.conn
-            .prepare_cached("DELETE FROM entries WHERE parent = ?1 AND name = ?2")?
-            .execute(params![parent, name])?;
+        cached(
+            self.conn,
+            "DELETE FROM entries WHERE parent = ?1 AND name = ?2",
+        )?
+        .execute(params![parent, name])?;
         Ok(())
     }
 
@@ -636,11 +672,11 @@ impl Tx<'_> {
         ino: Ino,
         kind: Kind,
     ) -> rusqlite::Result<()> {
-        self.conn
-            .prepare_cached(
-                "UPDATE entries SET ino = ?3, kind = ?4 WHERE parent = ?1 AND name = ?2",
-            )?
-            .execute(params![parent, name, ino, kind.code()])?;
+        cached(
+            self.conn,
+            "UPDATE entries SET ino = ?3, kind = ?4 WHERE parent = ?1 AND name = ?2",
+        )?
+        .execute(params![parent, name, ino, kind.code()])?;
         Ok(())
     }
 
@@ -651,36 +687,44 @@ impl Tx<'_> {
         new_parent: Ino,
         new_name: &[u8],
     ) -> rusqlite::Result<()> {
-        self.conn
-            .prepare_cached(
-                "UPDATE entries SET parent = ?3, name = ?4 WHERE parent = ?1 AND name = ?2",
-            )?
-            .execute(params![parent, name, new_parent, new_name])?;
+        cached(
+            self.conn,
+            "UPDATE entries SET parent = ?3, name = ?4 WHERE parent = ?1 AND name = ?2",
+        )?
+        .execute(params![parent, name, new_parent, new_name])?;
         Ok(())
     }
 
     pub fn has_entries(&self, dir: Ino) -> rusqlite::Result<bool> {
-        self.conn
-            .prepare_cached("SELECT EXISTS(SELECT 1 FROM entries WHERE parent = ?1)")?
-            .query_row([dir], |r| r.get(0))
+        cached(
+            self.conn,
+            "SELECT EXISTS(SELECT 1 FROM entries WHERE parent = ?1)",
+        )?
+        .query_row([dir], |r| r.get(0))
     }
 
-    /// Every entry of `dir`, in name order (readdir serves a snapshot of this).
+    /// Every entry of `dir`, in name order (readdir serves a snapshot of this). Sorted here,
+    /// as in [`Tx::acl`]: with `ORDER BY` the statement was recompiled at every use. Rows
+    /// come in key order, so the sort only checks it.
     pub fn list(&self, dir: Ino) -> rusqlite::Result<Vec<DirEntry>> {
-        self.conn
-            .prepare_cached("SELECT name, ino, kind FROM entries WHERE parent = ?1 ORDER BY name")?
-            .query_map([dir], |r| {
-                let kind: i64 = r.get(2)?;
-                Ok(DirEntry {
-                    cookie: 0,
-                    name: r.get(0)?,
-                    ino: r.get(1)?,
-                    kind: Kind::from_code(kind)
-                        .ok_or(rusqlite::Error::IntegralValueOutOfRange(2, kind))?,
-                    attr: None,
-                })
-            })?
-            .collect()
+        let mut entries = cached(
+            self.conn,
+            "SELECT name, ino, kind FROM entries WHERE parent = ?1",
+        )?
+        .query_map([dir], |r| {
+            let kind: i64 = r.get(2)?;
+            Ok(DirEntry {
+                cookie: 0,
+                name: r.get(0)?,
+                ino: r.get(1)?,
+                kind: Kind::from_code(kind)
+                    .ok_or(rusqlite::Error::IntegralValueOutOfRange(2, kind))?,
+                attr: None,
+            })
+        })?
+        .collect::<rusqlite::Result<Vec<DirEntry>>>()?;
+        entries.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(entries)
     }
 
     /// Deletes an inode row with everything keyed by it, and queues its object for deletion.
@@ -697,7 +741,7 @@ impl Tx<'_> {
             "DELETE FROM dir_quotas WHERE ino = ?1",
             "INSERT OR IGNORE INTO gc(ino) VALUES (?1)",
         ] {
-            self.conn.prepare_cached(sql)?.execute([ino])?;
+            cached(self.conn, sql)?.execute([ino])?;
         }
         Ok(())
     }
@@ -706,19 +750,17 @@ impl Tx<'_> {
         if bytes == 0 && inodes == 0 {
             return Ok(());
         }
-        self.conn
-            .prepare_cached(
-                "UPDATE usage SET bytes = bytes + ?1, inodes = inodes + ?2 WHERE id = 1",
-            )?
-            .execute(params![bytes, inodes])?;
+        cached(
+            self.conn,
+            "UPDATE usage SET bytes = bytes + ?1, inodes = inodes + ?2 WHERE id = 1",
+        )?
+        .execute(params![bytes, inodes])?;
         Ok(())
     }
 
     /// Two columns of the tenant's row in `quotas` (its root's), 0 when there is none.
     fn root_quota(&self, sql: &str) -> rusqlite::Result<(u64, u64)> {
-        Ok(self
-            .conn
-            .prepare_cached(sql)?
+        Ok(cached(self.conn, sql)?
             .query_row([ROOT_INO], |r| {
                 Ok((
                     r.get::<_, i64>(0)?.max(0) as u64,
@@ -772,12 +814,13 @@ impl Tx<'_> {
     /// The tenant's rate limits: (ops per second, bytes per second), 0 for unlimited.
     /// Whether the tenant lets read-only opens read objects straight through the kernel.
     pub fn passthrough_reads(&self) -> rusqlite::Result<bool> {
-        Ok(self
-            .conn
-            .prepare_cached("SELECT value FROM info WHERE key = 'passthrough_reads'")?
-            .query_row([], |r| r.get::<_, i64>(0))
-            .optional()?
-            .unwrap_or(0)
+        Ok(cached(
+            self.conn,
+            "SELECT value FROM info WHERE key = 'passthrough_reads'",
+        )?
+        .query_row([], |r| r.get::<_, i64>(0))
+        .optional()?
+        .unwrap_or(0)
             != 0)
     }
 
@@ -810,14 +853,14 @@ impl Tx<'_> {
         read: u64,
         written: u64,
     ) -> rusqlite::Result<()> {
-        self.conn
-            .prepare_cached(
-                "INSERT INTO metering(hour, ops, bytes_read, bytes_written) VALUES (?1, ?2, ?3, ?4)
+        cached(
+            self.conn,
+            "INSERT INTO metering(hour, ops, bytes_read, bytes_written) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT(hour) DO UPDATE SET ops = ops + excluded.ops,
                      bytes_read = bytes_read + excluded.bytes_read,
                      bytes_written = bytes_written + excluded.bytes_written",
-            )?
-            .execute(params![hour, ops as i64, read as i64, written as i64])?;
+        )?
+        .execute(params![hour, ops as i64, read as i64, written as i64])?;
         Ok(())
     }
 
@@ -833,8 +876,7 @@ impl Tx<'_> {
 
     /// Bytes reserved by open files across all mounts.
     pub fn reserved(&self) -> rusqlite::Result<u64> {
-        self.conn
-            .prepare_cached("SELECT reserved FROM usage WHERE id = 1")?
+        cached(self.conn, "SELECT reserved FROM usage WHERE id = 1")?
             .query_row([], |r| Ok(r.get::<_, i64>(0)?.max(0) as u64))
     }
 
@@ -843,44 +885,51 @@ impl Tx<'_> {
         if bytes == 0 {
             return Ok(());
         }
-        self.conn
-            .prepare_cached("UPDATE usage SET reserved = MAX(0, reserved + ?1) WHERE id = 1")?
-            .execute([bytes])?;
+        cached(
+            self.conn,
+            "UPDATE usage SET reserved = MAX(0, reserved + ?1) WHERE id = 1",
+        )?
+        .execute([bytes])?;
         Ok(())
     }
 
     /// Bytes one session holds reserved for one file.
     pub fn held(&self, ino: Ino, session: &str) -> rusqlite::Result<u64> {
-        Ok(self
-            .conn
-            .prepare_cached("SELECT bytes FROM held WHERE ino = ?1 AND session = ?2")?
-            .query_row(params![ino, session], |r| r.get::<_, i64>(0))
-            .optional()?
-            .unwrap_or(0)
-            .max(0) as u64)
+        Ok(cached(
+            self.conn,
+            "SELECT bytes FROM held WHERE ino = ?1 AND session = ?2",
+        )?
+        .query_row(params![ino, session], |r| r.get::<_, i64>(0))
+        .optional()?
+        .unwrap_or(0)
+        .max(0) as u64)
     }
 
     /// Sets what one session holds for one file (0 deletes the row).
     pub fn set_held(&self, ino: Ino, session: &str, bytes: u64) -> rusqlite::Result<()> {
         if bytes == 0 {
-            self.conn
-                .prepare_cached("DELETE FROM held WHERE ino = ?1 AND session = ?2")?
-                .execute(params![ino, session])?;
+            cached(
+                self.conn,
+                "DELETE FROM held WHERE ino = ?1 AND session = ?2",
+            )?
+            .execute(params![ino, session])?;
         } else {
-            self.conn
-                .prepare_cached(
-                    "INSERT OR REPLACE INTO held(ino, session, bytes) VALUES (?1, ?2, ?3)",
-                )?
-                .execute(params![ino, session, bytes as i64])?;
+            cached(
+                self.conn,
+                "INSERT OR REPLACE INTO held(ino, session, bytes) VALUES (?1, ?2, ?3)",
+            )?
+            .execute(params![ino, session, bytes as i64])?;
         }
         Ok(())
     }
 
     /// Bytes every session together holds for one file.
     pub fn held_total(&self, ino: Ino) -> rusqlite::Result<u64> {
-        self.conn
-            .prepare_cached("SELECT COALESCE(SUM(bytes), 0) FROM held WHERE ino = ?1")?
-            .query_row([ino], |r| Ok(r.get::<_, i64>(0)?.max(0) as u64))
+        cached(
+            self.conn,
+            "SELECT COALESCE(SUM(bytes), 0) FROM held WHERE ino = ?1",
+        )?
+        .query_row([ino], |r| Ok(r.get::<_, i64>(0)?.max(0) as u64))
     }
 
     /// (file, bytes) of everything one session holds.
@@ -895,8 +944,7 @@ impl Tx<'_> {
 
     /// (session, bytes) of everything held for one file.
     pub fn held_for(&self, ino: Ino) -> rusqlite::Result<Vec<(String, u64)>> {
-        self.conn
-            .prepare_cached("SELECT session, bytes FROM held WHERE ino = ?1")?
+        cached(self.conn, "SELECT session, bytes FROM held WHERE ino = ?1")?
             .query_map([ino], |r| {
                 Ok((r.get(0)?, r.get::<_, i64>(1)?.max(0) as u64))
             })?
@@ -921,43 +969,41 @@ impl Tx<'_> {
 
     /// Kind, link count and recorded parent of an inode.
     pub fn placement(&self, ino: Ino) -> rusqlite::Result<Option<(Kind, u32, Ino)>> {
-        self.conn
-            .prepare_cached("SELECT kind, nlink, parent FROM inodes WHERE ino = ?1")?
-            .query_row([ino], |r| {
-                let kind: i64 = r.get(0)?;
-                Ok((
-                    Kind::from_code(kind)
-                        .ok_or(rusqlite::Error::IntegralValueOutOfRange(0, kind))?,
-                    r.get(1)?,
-                    r.get(2)?,
-                ))
-            })
-            .optional()
+        cached(
+            self.conn,
+            "SELECT kind, nlink, parent FROM inodes WHERE ino = ?1",
+        )?
+        .query_row([ino], |r| {
+            let kind: i64 = r.get(0)?;
+            Ok((
+                Kind::from_code(kind).ok_or(rusqlite::Error::IntegralValueOutOfRange(0, kind))?,
+                r.get(1)?,
+                r.get(2)?,
+            ))
+        })
+        .optional()
     }
 
     // ---- directory quotas and the links they follow ---------------------------------------
 
     pub fn has_dir_quotas(&self) -> rusqlite::Result<bool> {
-        self.conn
-            .prepare_cached("SELECT EXISTS(SELECT 1 FROM dir_quotas)")?
-            .query_row([], |r| r.get(0))
+        cached(self.conn, "SELECT EXISTS(SELECT 1 FROM dir_quotas)")?.query_row([], |r| r.get(0))
     }
 
     /// The directories that carry a quota.
     pub fn dir_quota_inos(&self) -> rusqlite::Result<Vec<Ino>> {
-        self.conn
-            .prepare_cached("SELECT ino FROM dir_quotas")?
+        cached(self.conn, "SELECT ino FROM dir_quotas")?
             .query_map([], |r| r.get(0))?
             .collect()
     }
 
     pub fn dir_quota(&self, ino: Ino) -> rusqlite::Result<Option<DirQuota>> {
-        self.conn
-            .prepare_cached(&format!(
-                "SELECT {DIR_QUOTA_COLS} FROM dir_quotas WHERE ino = ?1"
-            ))?
-            .query_row([ino], dir_quota_from_row)
-            .optional()
+        cached(
+            self.conn,
+            &format!("SELECT {DIR_QUOTA_COLS} FROM dir_quotas WHERE ino = ?1"),
+        )?
+        .query_row([ino], dir_quota_from_row)
+        .optional()
     }
 
     pub fn all_dir_quotas(&self) -> rusqlite::Result<Vec<DirQuota>> {
@@ -971,13 +1017,13 @@ impl Tx<'_> {
 
     /// Sets a directory's limits, making its row (with zero usage) if it has none.
     pub fn put_dir_quota(&self, ino: Ino, max_bytes: u64, max_inodes: u64) -> rusqlite::Result<()> {
-        self.conn
-            .prepare_cached(
-                "INSERT INTO dir_quotas(ino, max_bytes, max_inodes) VALUES (?1, ?2, ?3)
+        cached(
+            self.conn,
+            "INSERT INTO dir_quotas(ino, max_bytes, max_inodes) VALUES (?1, ?2, ?3)
                  ON CONFLICT(ino) DO UPDATE SET max_bytes = excluded.max_bytes,
                      max_inodes = excluded.max_inodes",
-            )?
-            .execute(params![ino, max_bytes as i64, max_inodes as i64])?;
+        )?
+        .execute(params![ino, max_bytes as i64, max_inodes as i64])?;
         Ok(())
     }
 
@@ -988,11 +1034,11 @@ impl Tx<'_> {
         inodes: u64,
         reserved: u64,
     ) -> rusqlite::Result<()> {
-        self.conn
-            .prepare_cached(
-                "UPDATE dir_quotas SET bytes = ?2, inodes = ?3, reserved = ?4 WHERE ino = ?1",
-            )?
-            .execute(params![ino, bytes as i64, inodes as i64, reserved as i64])?;
+        cached(
+            self.conn,
+            "UPDATE dir_quotas SET bytes = ?2, inodes = ?3, reserved = ?4 WHERE ino = ?1",
+        )?
+        .execute(params![ino, bytes as i64, inodes as i64, reserved as i64])?;
         Ok(())
     }
 
@@ -1003,49 +1049,44 @@ impl Tx<'_> {
         inodes: i64,
         reserved: i64,
     ) -> rusqlite::Result<()> {
-        self.conn
-            .prepare_cached(
-                "UPDATE dir_quotas SET bytes = MAX(0, bytes + ?2), inodes = MAX(0, inodes + ?3),
+        cached(
+            self.conn,
+            "UPDATE dir_quotas SET bytes = MAX(0, bytes + ?2), inodes = MAX(0, inodes + ?3),
                      reserved = MAX(0, reserved + ?4) WHERE ino = ?1",
-            )?
-            .execute(params![ino, bytes, inodes, reserved])?;
+        )?
+        .execute(params![ino, bytes, inodes, reserved])?;
         Ok(())
     }
 
     pub fn remove_dir_quota(&self, ino: Ino) -> rusqlite::Result<bool> {
-        Ok(self
-            .conn
-            .prepare_cached("DELETE FROM dir_quotas WHERE ino = ?1")?
-            .execute([ino])?
-            > 0)
+        Ok(cached(self.conn, "DELETE FROM dir_quotas WHERE ino = ?1")?.execute([ino])? > 0)
     }
 
     /// The directories holding names of a file with more than one link; empty otherwise.
     pub fn link_parents(&self, ino: Ino) -> rusqlite::Result<Vec<(Ino, u32)>> {
-        self.conn
-            .prepare_cached("SELECT parent, n FROM links WHERE ino = ?1")?
+        cached(self.conn, "SELECT parent, n FROM links WHERE ino = ?1")?
             .query_map([ino], |r| Ok((r.get(0)?, r.get(1)?)))?
             .collect()
     }
 
     /// Adds `delta` names of `ino` in `parent`, dropping the row at zero.
     pub fn add_link(&self, ino: Ino, parent: Ino, delta: i64) -> rusqlite::Result<()> {
-        self.conn
-            .prepare_cached(
-                "INSERT INTO links(ino, parent, n) VALUES (?1, ?2, ?3)
+        cached(
+            self.conn,
+            "INSERT INTO links(ino, parent, n) VALUES (?1, ?2, ?3)
                  ON CONFLICT(ino, parent) DO UPDATE SET n = n + excluded.n",
-            )?
-            .execute(params![ino, parent, delta])?;
-        self.conn
-            .prepare_cached("DELETE FROM links WHERE ino = ?1 AND parent = ?2 AND n <= 0")?
-            .execute(params![ino, parent])?;
+        )?
+        .execute(params![ino, parent, delta])?;
+        cached(
+            self.conn,
+            "DELETE FROM links WHERE ino = ?1 AND parent = ?2 AND n <= 0",
+        )?
+        .execute(params![ino, parent])?;
         Ok(())
     }
 
     pub fn clear_links(&self, ino: Ino) -> rusqlite::Result<()> {
-        self.conn
-            .prepare_cached("DELETE FROM links WHERE ino = ?1")?
-            .execute([ino])?;
+        cached(self.conn, "DELETE FROM links WHERE ino = ?1")?.execute([ino])?;
         Ok(())
     }
 
@@ -1082,57 +1123,65 @@ impl Tx<'_> {
 
     /// (bytes, inodes) in use.
     pub fn usage(&self) -> rusqlite::Result<(u64, u64)> {
-        self.conn
-            .prepare_cached("SELECT bytes, inodes FROM usage WHERE id = 1")?
-            .query_row([], |r| {
-                Ok((
-                    r.get::<_, i64>(0)?.max(0) as u64,
-                    r.get::<_, i64>(1)?.max(0) as u64,
-                ))
-            })
+        cached(self.conn, "SELECT bytes, inodes FROM usage WHERE id = 1")?.query_row([], |r| {
+            Ok((
+                r.get::<_, i64>(0)?.max(0) as u64,
+                r.get::<_, i64>(1)?.max(0) as u64,
+            ))
+        })
     }
 
     pub fn xattr(&self, ino: Ino, name: &[u8]) -> rusqlite::Result<Option<Vec<u8>>> {
-        self.conn
-            .prepare_cached("SELECT value FROM xattrs WHERE ino = ?1 AND name = ?2")?
-            .query_row(params![ino, name], |r| r.get(0))
-            .optional()
+        cached(
+            self.conn,
+            "SELECT value FROM xattrs WHERE ino = ?1 AND name = ?2",
+        )?
+        .query_row(params![ino, name], |r| r.get(0))
+        .optional()
     }
 
     pub fn set_xattr(&self, ino: Ino, name: &[u8], value: &[u8]) -> rusqlite::Result<()> {
-        self.conn
-            .prepare_cached("INSERT OR REPLACE INTO xattrs(ino, name, value) VALUES (?1, ?2, ?3)")?
-            .execute(params![ino, name, value])?;
+        cached(
+            self.conn,
+            "INSERT OR REPLACE INTO xattrs(ino, name, value) VALUES (?1, ?2, ?3)",
+        )?
+        .execute(params![ino, name, value])?;
         Ok(())
     }
 
     /// Returns whether the attribute existed.
     pub fn remove_xattr(&self, ino: Ino, name: &[u8]) -> rusqlite::Result<bool> {
-        Ok(self
-            .conn
-            .prepare_cached("DELETE FROM xattrs WHERE ino = ?1 AND name = ?2")?
-            .execute(params![ino, name])?
-            > 0)
+        Ok(
+            cached(self.conn, "DELETE FROM xattrs WHERE ino = ?1 AND name = ?2")?
+                .execute(params![ino, name])?
+                > 0,
+        )
     }
 
+    /// Names of `ino`'s extended attributes, sorted (here, as in [`Tx::list`]).
     pub fn xattr_names(&self, ino: Ino) -> rusqlite::Result<Vec<Vec<u8>>> {
-        self.conn
-            .prepare_cached("SELECT name FROM xattrs WHERE ino = ?1 ORDER BY name")?
+        let mut names = cached(self.conn, "SELECT name FROM xattrs WHERE ino = ?1")?
             .query_map([ino], |r| r.get(0))?
-            .collect()
+            .collect::<rusqlite::Result<Vec<Vec<u8>>>>()?;
+        names.sort();
+        Ok(names)
     }
 
     pub fn mark_writer(&self, ino: Ino, session: &str) -> rusqlite::Result<()> {
-        self.conn
-            .prepare_cached("INSERT OR IGNORE INTO writers(ino, session) VALUES (?1, ?2)")?
-            .execute(params![ino, session])?;
+        cached(
+            self.conn,
+            "INSERT OR IGNORE INTO writers(ino, session) VALUES (?1, ?2)",
+        )?
+        .execute(params![ino, session])?;
         Ok(())
     }
 
     pub fn add_orphan(&self, ino: Ino, session: &str) -> rusqlite::Result<()> {
-        self.conn
-            .prepare_cached("INSERT OR IGNORE INTO orphans(ino, session) VALUES (?1, ?2)")?
-            .execute(params![ino, session])?;
+        cached(
+            self.conn,
+            "INSERT OR IGNORE INTO orphans(ino, session) VALUES (?1, ?2)",
+        )?
+        .execute(params![ino, session])?;
         Ok(())
     }
 
@@ -1175,7 +1224,7 @@ impl Tx<'_> {
     /// Every inode with its recorded parent (meaningful for directories), for checks.
     pub fn all_inodes(&self) -> rusqlite::Result<Vec<(Attr, Ino)>> {
         self.conn
-            .prepare(&format!("SELECT {INODE_COLS}, parent FROM inodes"))?
+            .prepare(concat!("SELECT ", inode_cols!(), ", parent FROM inodes"))?
             .query_map([], |r| Ok((attr_from_row(r)?, r.get(12)?)))?
             .collect()
     }
@@ -1235,19 +1284,18 @@ impl Tx<'_> {
 
     /// ACL entries on one inode: the explicit ones, and its owner as an `owner` entry.
     pub fn acl(&self, ino: Ino) -> rusqlite::Result<Vec<Entry>> {
-        let mut entries: Vec<Entry> = self
-            .conn
-            .prepare_cached("SELECT subject, rights FROM acl WHERE ino = ?1 ORDER BY subject")?
-            .query_map([ino], |r| {
-                Ok(Entry {
-                    subject: r.get(0)?,
-                    rights: Rights::from_bits(r.get(1)?),
-                })
-            })?
-            .collect::<rusqlite::Result<_>>()?;
-        let owner: Option<String> = self
-            .conn
-            .prepare_cached("SELECT owner FROM inodes WHERE ino = ?1")?
+        // Sorted here: with `ORDER BY subject` SQLite recompiled the statement at every use.
+        let mut entries: Vec<Entry> =
+            cached(self.conn, "SELECT subject, rights FROM acl WHERE ino = ?1")?
+                .query_map([ino], |r| {
+                    Ok(Entry {
+                        subject: r.get(0)?,
+                        rights: Rights::from_bits(r.get(1)?),
+                    })
+                })?
+                .collect::<rusqlite::Result<_>>()?;
+        entries.sort_by(|a, b| a.subject.cmp(&b.subject));
+        let owner: Option<String> = cached(self.conn, "SELECT owner FROM inodes WHERE ino = ?1")?
             .query_row([ino], |r| r.get(0))
             .optional()?
             .flatten();
@@ -1266,25 +1314,28 @@ impl Tx<'_> {
     /// Sets a subject's entry. For the inode's owner it replaces the ownership: one subject
     /// has one entry per inode.
     pub fn set_acl(&self, ino: Ino, subject: &str, rights: Rights) -> rusqlite::Result<()> {
-        self.conn
-            .prepare_cached("INSERT OR REPLACE INTO acl(ino, subject, rights) VALUES (?1, ?2, ?3)")?
-            .execute(params![ino, subject, rights.bits()])?;
-        self.conn
-            .prepare_cached("UPDATE inodes SET owner = NULL WHERE ino = ?1 AND owner = ?2")?
-            .execute(params![ino, subject])?;
+        cached(
+            self.conn,
+            "INSERT OR REPLACE INTO acl(ino, subject, rights) VALUES (?1, ?2, ?3)",
+        )?
+        .execute(params![ino, subject, rights.bits()])?;
+        cached(
+            self.conn,
+            "UPDATE inodes SET owner = NULL WHERE ino = ?1 AND owner = ?2",
+        )?
+        .execute(params![ino, subject])?;
         Ok(())
     }
 
     /// Removes a subject's entry, its ownership included.
     pub fn remove_acl(&self, ino: Ino, subject: &str) -> rusqlite::Result<bool> {
-        let explicit = self
-            .conn
-            .prepare_cached("DELETE FROM acl WHERE ino = ?1 AND subject = ?2")?
+        let explicit = cached(self.conn, "DELETE FROM acl WHERE ino = ?1 AND subject = ?2")?
             .execute(params![ino, subject])?;
-        let owned = self
-            .conn
-            .prepare_cached("UPDATE inodes SET owner = NULL WHERE ino = ?1 AND owner = ?2")?
-            .execute(params![ino, subject])?;
+        let owned = cached(
+            self.conn,
+            "UPDATE inodes SET owner = NULL WHERE ino = ?1 AND owner = ?2",
+        )?
+        .execute(params![ino, subject])?;
         Ok(explicit + owned > 0)
     }
 
@@ -1299,54 +1350,63 @@ impl Tx<'_> {
     }
 
     pub fn groups(&self) -> rusqlite::Result<Groups> {
-        let pairs: Vec<(String, String)> = self
-            .conn
-            .prepare_cached("SELECT grp, member FROM groups")?
+        let pairs: Vec<(String, String)> = cached(self.conn, "SELECT grp, member FROM groups")?
             .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
             .collect::<rusqlite::Result<_>>()?;
         Ok(Groups::from_pairs(pairs))
     }
 
     pub fn add_member(&self, group: &str, member: &str) -> rusqlite::Result<()> {
-        self.conn
-            .prepare_cached("INSERT OR IGNORE INTO groups(grp, member) VALUES (?1, ?2)")?
-            .execute(params![group, member])?;
+        cached(
+            self.conn,
+            "INSERT OR IGNORE INTO groups(grp, member) VALUES (?1, ?2)",
+        )?
+        .execute(params![group, member])?;
         Ok(())
     }
 
     pub fn remove_member(&self, group: &str, member: &str) -> rusqlite::Result<bool> {
-        Ok(self
-            .conn
-            .prepare_cached("DELETE FROM groups WHERE grp = ?1 AND member = ?2")?
-            .execute(params![group, member])?
+        Ok(cached(
+            self.conn,
+            "DELETE FROM groups WHERE grp = ?1 AND member = ?2",
+        )?
+        .execute(params![group, member])?
             > 0)
     }
 
     /// Counts changes to ACL entries and groups, so live mounts can tell their cache is stale.
     pub fn policy_version(&self) -> rusqlite::Result<i64> {
-        self.conn
-            .prepare_cached("SELECT value FROM info WHERE key = 'policy_version'")?
-            .query_row([], |r| r.get(0))
+        cached(
+            self.conn,
+            "SELECT value FROM info WHERE key = 'policy_version'",
+        )?
+        .query_row([], |r| r.get(0))
     }
 
     /// Counts moves across directories, which change what the moved inodes inherit.
     pub fn tree_version(&self) -> rusqlite::Result<i64> {
-        self.conn
-            .prepare_cached("SELECT value FROM info WHERE key = 'tree_version'")?
-            .query_row([], |r| r.get(0))
+        cached(
+            self.conn,
+            "SELECT value FROM info WHERE key = 'tree_version'",
+        )?
+        .query_row([], |r| r.get(0))
     }
 
     pub fn bump_tree(&self) -> rusqlite::Result<()> {
-        self.conn
-            .prepare_cached("UPDATE info SET value = value + 1 WHERE key = 'tree_version'")?
-            .execute([])?;
+        cached(
+            self.conn,
+            "UPDATE info SET value = value + 1 WHERE key = 'tree_version'",
+        )?
+        .execute([])?;
         Ok(())
     }
 
     pub fn bump_policy(&self) -> rusqlite::Result<()> {
-        self.conn
-            .prepare_cached("UPDATE info SET value = value + 1 WHERE key = 'policy_version'")?
-            .execute([])?;
+        cached(
+            self.conn,
+            "UPDATE info SET value = value + 1 WHERE key = 'policy_version'",
+        )?
+        .execute([])?;
         Ok(())
     }
 
@@ -1358,9 +1418,7 @@ impl Tx<'_> {
     }
 
     pub fn gc_done(&self, ino: Ino) -> rusqlite::Result<()> {
-        self.conn
-            .prepare_cached("DELETE FROM gc WHERE ino = ?1")?
-            .execute([ino])?;
+        cached(self.conn, "DELETE FROM gc WHERE ino = ?1")?.execute([ino])?;
         Ok(())
     }
 }

@@ -1121,3 +1121,48 @@ fn a_failed_or_panicking_change_rolls_back_and_leaves_the_connection_usable() {
         .unwrap();
     assert_eq!(meta.read().inode(ino).unwrap().unwrap().ctime, before + 3);
 }
+
+#[test]
+fn listing_queries_come_back_sorted_without_recompiling_per_use() {
+    let f = Fixture::new();
+    let (fs, _s) = f.core(false);
+    let dirs: Vec<Ino> = (0..12)
+        .map(|i| {
+            let d = fs
+                .mkdir(&CTX, ROOT_INO, format!("d{i}").as_bytes(), 0o755, 0)
+                .unwrap()
+                .ino;
+            for name in ["zeta", "alpha", "mu"] {
+                file(&fs, d, name, b"");
+            }
+            d
+        })
+        .collect();
+    let mut meta = f.meta();
+    meta.write(|tx| -> rusqlite::Result<()> {
+        for &d in &dirs {
+            for s in ["user:zed", "agent:bot", "group:mid"] {
+                tx.set_acl(d, s, Rights::R)?;
+            }
+            for x in [&b"user.z"[..], b"user.a", b"user.m"] {
+                tx.set_xattr(d, x, b"v")?;
+            }
+        }
+        Ok(())
+    })
+    .unwrap();
+    // Debug builds also fail here if SQLite recompiled any of these at every use, as it
+    // did while they carried an ORDER BY next to a bound value.
+    let tx = meta.read();
+    for &d in &dirs {
+        let names: Vec<Vec<u8>> = tx.list(d).unwrap().into_iter().map(|e| e.name).collect();
+        assert_eq!(names, [&b"alpha"[..], b"mu", b"zeta"]);
+        let subjects: Vec<String> = tx.acl(d).unwrap().into_iter().map(|e| e.subject).collect();
+        // Sorted, then the owner (the creating subject) after them.
+        assert_eq!(subjects[..3], ["agent:bot", "group:mid", "user:zed"]);
+        assert_eq!(
+            tx.xattr_names(d).unwrap(),
+            [&b"user.a"[..], b"user.m", b"user.z"]
+        );
+    }
+}
