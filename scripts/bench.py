@@ -101,6 +101,27 @@ def unlink(d):
     return timed(run)
 
 
+DIRS = FILES // 5
+
+
+def dir_names(d):
+    return [os.path.join(d, "dirs", f"d{i:05d}") for i in range(DIRS)]
+
+
+def mkdirs(d):
+    os.mkdir(os.path.join(d, "dirs"))
+    return timed(lambda: [os.mkdir(p) for p in dir_names(d)])
+
+
+def rmdirs(d):
+    def run():
+        for p in dir_names(d):
+            os.rmdir(p)
+        os.rmdir(os.path.join(d, "dirs"))
+
+    return timed(run)
+
+
 def untar(d, tarball):
     dest = os.path.join(d, "tree")
     os.mkdir(dest)
@@ -159,6 +180,8 @@ def workloads(tarball):
         (f"stat {FILES} files, warm", "time", stat_warm),
         (f"ls -l of {FILES}", "time", ls_l),
         (f"unlink {FILES}", "time", unlink),
+        (f"mkdir {DIRS} dirs", "time", mkdirs),
+        (f"rmdir {DIRS} dirs", "time", rmdirs),
         ("untar 2,438 files", "time", lambda d: untar(d, tarball)),
         ("grep -r over them", "time", grep_r),
         ("fio 4k randwrite, 1 job", "iops", lambda d: fio(d, "randwrite", 1)),
