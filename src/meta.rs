@@ -186,7 +186,12 @@ impl DirQuota {
     }
 }
 
-const DIR_QUOTA_COLS: &str = "ino, max_bytes, max_inodes, bytes, inodes, reserved";
+/// The columns [`dir_quota_from_row`] reads; a macro for the reason [`inode_cols`] is.
+macro_rules! dir_quota_cols {
+    () => {
+        "ino, max_bytes, max_inodes, bytes, inodes, reserved"
+    };
+}
 
 fn dir_quota_from_row(r: &Row<'_>) -> rusqlite::Result<DirQuota> {
     let n = |i| r.get::<_, i64>(i).map(|v| v.max(0) as u64);
@@ -1000,7 +1005,11 @@ impl Tx<'_> {
     pub fn dir_quota(&self, ino: Ino) -> rusqlite::Result<Option<DirQuota>> {
         cached(
             self.conn,
-            &format!("SELECT {DIR_QUOTA_COLS} FROM dir_quotas WHERE ino = ?1"),
+            concat!(
+                "SELECT ",
+                dir_quota_cols!(),
+                " FROM dir_quotas WHERE ino = ?1"
+            ),
         )?
         .query_row([ino], dir_quota_from_row)
         .optional()
@@ -1008,8 +1017,10 @@ impl Tx<'_> {
 
     pub fn all_dir_quotas(&self) -> rusqlite::Result<Vec<DirQuota>> {
         self.conn
-            .prepare(&format!(
-                "SELECT {DIR_QUOTA_COLS} FROM dir_quotas ORDER BY ino"
+            .prepare(concat!(
+                "SELECT ",
+                dir_quota_cols!(),
+                " FROM dir_quotas ORDER BY ino"
             ))?
             .query_map([], dir_quota_from_row)?
             .collect()
