@@ -92,13 +92,19 @@ def ls_l(d):
     return timed(lambda: subprocess.run(["ls", "-l", os.path.join(d, "many")], stdout=subprocess.DEVNULL, check=True))
 
 
-def unlink(d):
+def remove_all(paths, remove, parent):
+    """Times removing every path, then their (now empty) parent."""
+
     def run():
-        for p in names(d):
-            os.unlink(p)
-        os.rmdir(os.path.join(d, "many"))
+        for p in paths:
+            remove(p)
+        os.rmdir(parent)
 
     return timed(run)
+
+
+def unlink(d):
+    return remove_all(names(d), os.unlink, os.path.join(d, "many"))
 
 
 DIRS = FILES // 5
@@ -114,12 +120,7 @@ def mkdirs(d):
 
 
 def rmdirs(d):
-    def run():
-        for p in dir_names(d):
-            os.rmdir(p)
-        os.rmdir(os.path.join(d, "dirs"))
-
-    return timed(run)
+    return remove_all(dir_names(d), os.rmdir, os.path.join(d, "dirs"))
 
 
 def untar(d, tarball):

@@ -597,6 +597,12 @@ fn link_stops_at_link_max_with_emlink() {
     assert!(!m.p("i").exists());
 }
 
+/// Runs `script` in `dir` as `nobody`, which must succeed.
+fn nobody_in(dir: &Path, script: &str) {
+    let (ok, err) = common::as_nobody(&format!("cd {} && {script}", dir.display()));
+    assert!(ok, "`{script}` as nobody: {err}");
+}
+
 #[test]
 fn writes_and_truncates_by_others_clear_set_id_bits_as_on_ext4() {
     let env = Env::new();
@@ -619,10 +625,7 @@ fn writes_and_truncates_by_others_clear_set_id_bits_as_on_ext4() {
         .unwrap();
     assert_eq!(mode(&f), 0o6775);
     // Anyone else's write clears set-user-ID, and set-group-ID as the group may execute.
-    let nobody = |script: &str| {
-        let (ok, err) = common::as_nobody(&format!("cd {} && {script}", m.path.display()));
-        assert!(ok, "`{script}` as nobody: {err}");
-    };
+    let nobody = |script: &str| nobody_in(&m.path, script);
     nobody("echo nobody >> tool");
     assert_eq!(mode(&f), 0o775);
     // Without group execute, set-group-ID marks mandatory locking and stays.
@@ -657,10 +660,7 @@ fn a_write_clears_set_id_bits_that_another_mount_added() {
     fs::write(a.p("tool"), b"v1\n").unwrap();
     std::os::unix::fs::chown(a.p("tool"), Some(65534), Some(65534)).unwrap();
     fs::set_permissions(a.p("tool"), fs::Permissions::from_mode(0o775)).unwrap();
-    let nobody = |script: &str| {
-        let (ok, err) = common::as_nobody(&format!("cd {} && {script}", b.path.display()));
-        assert!(ok, "`{script}` as nobody: {err}");
-    };
+    let nobody = |script: &str| nobody_in(&b.path, script);
     // A write in b while the file has no set-ID bits: b's kernel marks it as having none
     // and, from then on, leaves clearing them to the daemon's write path.
     let overwrite = "printf x | dd of=tool conv=notrunc status=none";

@@ -1958,9 +1958,6 @@ fn move_link(tx: &Tx<'_>, a: &Attr, from: Ino, to: Ino) -> rusqlite::Result<()> 
     Ok(())
 }
 
-/// A thread that deletes objects of removed inodes, so unlink does not wait for the disk.
-/// Deletes an object and queues its `gc` row for the next transaction; on failure the row
-/// stays, so the next mount retries.
 /// `perm` without the bits a write or chown takes away: set-user-ID, and set-group-ID when
 /// the group may execute (without that it marks mandatory locking and stays).
 fn setid_cleared(perm: u16) -> u16 {
@@ -1971,6 +1968,8 @@ fn setid_cleared(perm: u16) -> u16 {
     perm
 }
 
+/// Deletes an object and queues its `gc` row for the next transaction; on failure the row
+/// stays, so the next mount retries.
 fn delete_object(objects: &dyn ObjectStore, reaped: &Mutex<Vec<Ino>>, ino: Ino) {
     match objects.remove(ino) {
         Ok(()) => reaped.lock().push(ino),
@@ -1987,6 +1986,7 @@ struct Doomed {
 /// Objects up to this size are deleted inline rather than by the reaper thread.
 const INLINE_REAP: u64 = 256 << 10;
 
+/// A thread that deletes objects of removed inodes, so unlink does not wait for the disk.
 struct Reaper {
     queue: Mutex<mpsc::Sender<Ino>>,
     pending: Arc<AtomicUsize>,
