@@ -327,32 +327,22 @@ struct MountArgs {
 
 pub fn run() -> i32 {
     if std::env::args().skip(1).any(|a| keys::looks_like_key(&a)) {
-        eprintln!(
+        crate::say!(
             "error: a key was given on the command line, where other users can read it (ps, shell history); \
              it was not used. Pass it with --key-file FILE, TENANTFS_KEY, or on stdin"
         );
         return 2;
     }
     let cli = Cli::parse();
-    init_tracing();
+    crate::logging::init();
     match dispatch(cli) {
         Ok(()) => 0,
         Err(Error::Denied) => 1,
         Err(e) => {
-            eprintln!("error: {e}");
+            crate::say!("error: {e}");
             1
         }
     }
-}
-
-fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("TENANTFS_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .try_init();
 }
 
 fn dispatch(cli: Cli) -> Result<()> {
@@ -360,11 +350,11 @@ fn dispatch(cli: Cli) -> Result<()> {
     match cli.cmd {
         Command::Init => match Store::init(&store_path)? {
             InitOutcome::Created => {
-                eprintln!("created store at {}", store_path.display());
+                crate::say!("created store at {}", store_path.display());
                 Ok(())
             }
             InitOutcome::AlreadyThere => {
-                eprintln!(
+                crate::say!(
                     "store already exists at {}; left as it is",
                     store_path.display()
                 );
@@ -425,11 +415,11 @@ fn tenant(store: &Store, cmd: TenantCmd) -> Result<()> {
             store.catalog()?.tenant(&id)?;
             if limits.any() {
                 limits.apply(store, &id)?;
-                eprintln!("updated the limits of tenant {id}");
+                crate::say!("updated the limits of tenant {id}");
             }
             if let Some(on) = passthrough_reads {
                 store.set_passthrough_reads(&id, on)?;
-                eprintln!(
+                crate::say!(
                     "passthrough reads {} for tenant {id}; files opened from now on use it",
                     if on { "on" } else { "off" }
                 );
@@ -450,7 +440,7 @@ fn tenant(store: &Store, cmd: TenantCmd) -> Result<()> {
             if limits.any() {
                 limits.apply(store, &id)?;
             }
-            eprintln!("created tenant {id}");
+            crate::say!("created tenant {id}");
             Ok(())
         }
         TenantCmd::List { json } => {
@@ -539,7 +529,7 @@ fn key(store: &Store, cmd: KeyCmd) -> Result<()> {
                 expires_in: expires,
             })?;
             println!("{}", key.secret);
-            eprintln!(
+            crate::say!(
                 "created key {} for {} in tenant {} (scope {}, root {}, expires {}); the key above is shown only once",
                 row.id,
                 row.subject,
@@ -585,9 +575,11 @@ fn key(store: &Store, cmd: KeyCmd) -> Result<()> {
         }
         KeyCmd::Revoke { key_id } => {
             let row = catalog.revoke_key(&key_id)?;
-            eprintln!(
+            crate::say!(
                 "revoked key {} ({} in tenant {}); live mounts using it end within 2 seconds",
-                row.id, row.subject, row.tenant
+                row.id,
+                row.subject,
+                row.tenant
             );
             Ok(())
         }
@@ -605,7 +597,7 @@ fn acl(store: &Store, cmd: AclCmd) -> Result<()> {
             let mut meta = store.open_meta(&tenant)?;
             let ino = admin::resolve(&meta, &path)?;
             admin::set_entries(&mut meta, ino, &entries)?;
-            eprintln!(
+            crate::say!(
                 "updated {} entr{} on {path} in tenant {tenant}",
                 entries.len(),
                 if entries.len() == 1 { "y" } else { "ies" }
@@ -712,17 +704,20 @@ fn quota(store: &Store, cmd: QuotaCmd) -> Result<()> {
             }
             let mut meta = store.open_meta(&tenant)?;
             match admin::set_quota(&mut meta, &path, max_bytes, max_inodes)? {
-                None => eprintln!("{path} in tenant {tenant} has no limits now; its quota is gone"),
+                None => {
+                    crate::say!("{path} in tenant {tenant} has no limits now; its quota is gone")
+                }
                 Some(q) => {
                     if (q.max_bytes > 0 && q.bytes_used > q.max_bytes)
                         || (q.max_inodes > 0 && q.inodes_used > q.max_inodes)
                     {
-                        eprintln!(
+                        crate::say!(
                             "warning: {path} already holds more ({} bytes, {} inodes) than the new limits; nothing is deleted, and it cannot grow until it is under them",
-                            q.bytes_used, q.inodes_used
+                            q.bytes_used,
+                            q.inodes_used
                         );
                     }
-                    eprintln!("set the quota on {path} in tenant {tenant}");
+                    crate::say!("set the quota on {path} in tenant {tenant}");
                 }
             }
             store.catalog()?.audit(
@@ -749,7 +744,7 @@ fn quota(store: &Store, cmd: QuotaCmd) -> Result<()> {
         }
         QuotaCmd::Rm { tenant, path } => {
             admin::remove_quota(&mut store.open_meta(&tenant)?, &path)?;
-            eprintln!("removed the quota on {path} in tenant {tenant}");
+            crate::say!("removed the quota on {path} in tenant {tenant}");
             store
                 .catalog()?
                 .audit("quota.rm", Some(tenant.as_str()), &format!("path={path}"))
@@ -765,7 +760,7 @@ fn group(store: &Store, cmd: GroupCmd) -> Result<()> {
             members,
         } => {
             admin::add_members(&mut store.open_meta(&tenant)?, &group, &members)?;
-            eprintln!("added {} to {group} in tenant {tenant}", members.join(", "));
+            crate::say!("added {} to {group} in tenant {tenant}", members.join(", "));
             Ok(())
         }
         GroupCmd::Remove {
@@ -774,7 +769,7 @@ fn group(store: &Store, cmd: GroupCmd) -> Result<()> {
             members,
         } => {
             admin::remove_members(&mut store.open_meta(&tenant)?, &group, &members)?;
-            eprintln!(
+            crate::say!(
                 "removed {} from {group} in tenant {tenant}",
                 members.join(", ")
             );
@@ -964,7 +959,7 @@ fn fsck(store: &Store, tenant: Option<TenantId>, repair: bool, json: bool) -> Re
 fn warn_if_shared(path: &std::path::Path) {
     use std::os::unix::fs::MetadataExt;
     if std::fs::metadata(path).is_ok_and(|m| m.mode() & 0o077 != 0) {
-        eprintln!(
+        crate::say!(
             "warning: key file {} is readable by other users; `chmod 600 {}` keeps the key yours",
             path.display(),
             path.display()

@@ -76,7 +76,7 @@ pub fn mount(store: &Store, req: MountRequest) -> Result<()> {
                 .context(|| "cannot read from the mount daemon".into())?;
             match msg.strip_prefix("ok") {
                 Some(_) => {
-                    eprintln!(
+                    crate::say!(
                         "mounted tenant {} at {} as {} ({} key, root {}), daemon pid {}",
                         principal.tenant,
                         mountpoint.display(),
@@ -127,11 +127,8 @@ fn log_path(store: &Store, p: &Principal) -> PathBuf {
 fn daemonize(store: &Store, p: &Principal) -> Result<()> {
     nix::unistd::setsid().map_err(|e| io_err("setsid", e))?;
     let path = log_path(store, p);
-    let log = File::options()
-        .create(true)
-        .append(true)
-        .open(&path)
-        .context(|| format!("cannot open {}", path.display()))?;
+    let log =
+        crate::logging::open_log(&path).context(|| format!("cannot open {}", path.display()))?;
     let null = File::open("/dev/null").context(|| "cannot open /dev/null".into())?;
     for (from, to) in [
         (null.as_raw_fd(), 0),
@@ -146,6 +143,7 @@ fn daemonize(store: &Store, p: &Principal) -> Result<()> {
             });
         }
     }
+    crate::logging::log_file(&path);
     Ok(())
 }
 
@@ -288,19 +286,29 @@ impl Watch {
         let mut catalog = None;
         for tick in 1u64.. {
             std::thread::sleep(RECHECK);
-            if tick % METER_TICKS == 0 {
-                if let Err(e) = self.shared.core.flush_meter() {
-                    tracing::warn!(error = %e, "cannot record metering; keeping the counts");
-                }
-                let mounts = crate::store::live_sessions_in(&self.sessions).len();
-                if let Err(e) = self.shared.core.refresh_rates(mounts) {
-                    tracing::warn!(error = %e, "cannot re-read rate limits");
-                }
-            }
-            if let Some(why) = self.check(&mut catalog) {
-                self.stop(why);
+            // A panic here (a bug) must not silently end the key checks of a live mount.
+            let checked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                self.tick(tick, &mut catalog)
+            }));
+            match checked {
+                Ok(Some(why)) => self.stop(why),
+                Ok(None) => {}
+                Err(_) => catalog = None,
             }
         }
+    }
+
+    fn tick(&self, tick: u64, catalog: &mut Option<Catalog>) -> Option<Stop> {
+        if tick.is_multiple_of(METER_TICKS) {
+            if let Err(e) = self.shared.core.flush_meter() {
+                tracing::warn!(error = %e, "cannot record metering; keeping the counts");
+            }
+            let mounts = crate::store::live_sessions_in(&self.sessions).len();
+            if let Err(e) = self.shared.core.refresh_rates(mounts) {
+                tracing::warn!(error = %e, "cannot re-read rate limits");
+            }
+        }
+        self.check(catalog)
     }
 
     /// One catalog connection for the life of the mount; reopened only after an error.

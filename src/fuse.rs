@@ -269,10 +269,16 @@ fn fail(op: &str, e: FsError) -> Errno {
     Errno::from_i32(e.errno())
 }
 
+/// Runs a core call; a panic in it (a bug) fails this request with EIO instead of ending
+/// the thread that serves the mount. The panic hook has logged it.
+fn guard<T>(f: impl FnOnce() -> Result<T, FsError>) -> Result<T, FsError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or(Err(FsError::Panicked))
+}
+
 /// Runs a core call and replies; `$ok` turns the value into the reply.
 macro_rules! answer {
     ($op:literal, $reply:ident, $call:expr, |$v:pat_param| $ok:expr) => {
-        match $call {
+        match guard(|| $call) {
             Ok($v) => $ok,
             Err(e) => $reply.error(fail($op, e)),
         }
@@ -316,7 +322,7 @@ impl Filesystem for FuseFs {
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         let parent = ino!(self, parent, reply);
-        match self.core().lookup(parent, name.as_bytes()) {
+        match guard(|| self.core().lookup(parent, name.as_bytes())) {
             Ok(a) => self.entry(reply, &a),
             // A negative entry: the kernel remembers the name is absent for `TTL`, so probes
             // for missing files (git, compilers, shells searching PATH) stay in the kernel.
@@ -602,7 +608,7 @@ impl Filesystem for FuseFs {
         mut reply: ReplyDirectory,
     ) {
         let ino = ino!(self, ino, reply);
-        match self.core().readdir(fh.0, ino, offset, 256, false) {
+        match guard(|| self.core().readdir(fh.0, ino, offset, 256, false)) {
             Ok(entries) => {
                 for e in entries {
                     let name = OsStr::from_bytes(&e.name);
@@ -630,7 +636,7 @@ impl Filesystem for FuseFs {
         mut reply: ReplyDirectoryPlus,
     ) {
         let ino = ino!(self, ino, reply);
-        let entries = match self.core().readdir(fh.0, ino, offset, 64, true) {
+        let entries = match guard(|| self.core().readdir(fh.0, ino, offset, 64, true)) {
             Ok(entries) => entries,
             Err(e) => return reply.error(fail("readdirplus", e)),
         };
@@ -775,6 +781,57 @@ impl Filesystem for FuseFs {
                 OPEN_FLAGS,
             )
         })
+    }
+
+    /// No ioctls: `ENOTTY`, as for a regular file on a local disk. Python asks `isatty`
+    /// (TCGETS) at every `open`, so this must cost nothing and log nothing.
+    fn ioctl(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _flags: fuser::IoctlFlags,
+        _cmd: u32,
+        _in_data: &[u8],
+        _out_size: u32,
+        reply: fuser::ReplyIoctl,
+    ) {
+        reply.error(Errno::ENOTTY);
+    }
+
+    /// Regular files are always ready; `ENOSYS` tells the kernel so once for the mount.
+    fn poll(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _ph: fuser::PollNotifier,
+        _events: fuser::PollEvents,
+        _flags: fuser::PollFlags,
+        reply: fuser::ReplyPoll,
+    ) {
+        reply.error(Errno::ENOSYS);
+    }
+
+    /// The kernel copies through read and write after this `ENOSYS` (it remembers it).
+    fn copy_file_range(
+        &self,
+        _req: &Request,
+        _ino_in: INodeNo,
+        _fh_in: FileHandle,
+        _offset_in: u64,
+        _ino_out: INodeNo,
+        _fh_out: FileHandle,
+        _offset_out: u64,
+        _len: u64,
+        _flags: fuser::CopyFileRangeFlags,
+        reply: ReplyWrite,
+    ) {
+        reply.error(Errno::ENOSYS);
+    }
+
+    fn bmap(&self, _req: &Request, _ino: INodeNo, _bs: u32, _idx: u64, reply: fuser::ReplyBmap) {
+        reply.error(Errno::ENOSYS);
     }
 
     fn fallocate(

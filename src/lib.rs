@@ -17,6 +17,7 @@ pub mod fuse;
 pub mod ids;
 pub mod iomode;
 pub mod keys;
+pub mod logging;
 pub mod meta;
 pub mod objects;
 pub mod policy;

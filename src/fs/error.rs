@@ -49,6 +49,8 @@ pub enum FsError {
     Revoked,
     #[error("the mount's key expired")]
     Expired,
+    #[error("internal error: the operation panicked (see the log)")]
+    Panicked,
     #[error("object store: {0}")]
     Io(#[from] std::io::Error),
     #[error("metadata store: {0}")]
@@ -82,6 +84,7 @@ impl FsError {
             FsError::Busy => libc::EBUSY,
             FsError::Revoked => libc::EKEYREVOKED,
             FsError::Expired => libc::EKEYEXPIRED,
+            FsError::Panicked => libc::EIO,
             FsError::Io(e) => match e.raw_os_error() {
                 Some(code) if code > 0 => code,
                 _ => libc::EIO,
@@ -97,6 +100,6 @@ impl FsError {
 
     /// Routine errors are answers (ENOENT on a lookup); the rest deserve a log line.
     pub fn is_routine(&self) -> bool {
-        !matches!(self, FsError::Io(_) | FsError::Meta(_))
+        !matches!(self, FsError::Io(_) | FsError::Meta(_) | FsError::Panicked)
     }
 }
