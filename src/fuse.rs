@@ -672,8 +672,9 @@ impl Filesystem for FuseFs {
         _flags: OpenFlags,
         reply: ReplyEmpty,
     ) {
-        self.core().releasedir(fh.0);
-        reply.ok();
+        answer!("releasedir", reply, self.core().releasedir(fh.0), |()| {
+            reply.ok()
+        })
     }
 
     fn fsyncdir(

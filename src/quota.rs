@@ -162,12 +162,16 @@ pub fn any_over(tx: &Tx<'_>, dirs: &[Ino]) -> rusqlite::Result<bool> {
     Ok(false)
 }
 
-/// Deletes an inode with everything keyed by it, giving back its usage and what is held
-/// for it (the `held` rows go with the inode).
-pub fn delete_inode(tx: &Tx<'_>, ino: Ino, size: u64) -> rusqlite::Result<()> {
-    let placement = tx.placement(ino)?;
+/// Deletes an inode with everything keyed by it, giving back its usage (its size as the
+/// database has it) and what is held for it (the `held` rows go with the inode). An inode
+/// already gone changes nothing: another mount or a recovery got there first.
+pub fn delete_inode(tx: &Tx<'_>, ino: Ino) -> rusqlite::Result<()> {
+    let Some(a) = tx.inode(ino)? else {
+        return Ok(());
+    };
+    let placement = Some((a.kind, a.nlink, tx.dir_parent(ino)?.unwrap_or(0)));
     let dirs = over_at(tx, ino, placement, &tx.dir_quota_inos()?)?;
-    let bytes = placement.map_or(0, |(kind, _, _)| data_bytes(kind, size)) as i64;
+    let bytes = data_bytes(a.kind, a.size) as i64;
     let held = tx.held_total(ino)? as i64;
     tx.add_usage(-bytes, -1)?;
     tx.add_reserved(-held)?;

@@ -341,8 +341,8 @@ fn recover(store: &Store, tenant: &TenantId, dir: &Path, me: &str, meta: &mut Me
                 }
             }
             for &ino in &orphans {
-                if let Some(a) = tx.inode(ino)?.filter(|a| a.nlink == 0) {
-                    crate::quota::delete_inode(tx, ino, a.size)?;
+                if tx.inode(ino)?.is_some_and(|a| a.nlink == 0) {
+                    crate::quota::delete_inode(tx, ino)?;
                 }
             }
             tx.forget_session(session)

@@ -493,7 +493,14 @@ impl Core {
         match op {
             Op::Create(p) => {
                 let (parent, name) = self.parent(p)?;
-                let (_, fh) = fs.create(&CTX, parent, name.as_bytes(), 0o644, 0, libc::O_WRONLY)?;
+                let (_, fh) = fs.create(
+                    &CTX,
+                    parent,
+                    name.as_bytes(),
+                    0o644,
+                    0,
+                    libc::O_WRONLY | libc::O_EXCL,
+                )?;
                 fs.release(fh)
             }
             Op::Mkdir(p) => {
@@ -580,7 +587,7 @@ impl Target for Core {
         while let Some((prefix, dir)) = stack.pop() {
             let fh = self.fs.opendir(dir).unwrap();
             let entries = self.fs.readdir(fh, dir, 0, usize::MAX, true).unwrap();
-            self.fs.releasedir(fh);
+            self.fs.releasedir(fh).unwrap();
             for e in entries
                 .into_iter()
                 .filter(|e| e.name != b"." && e.name != b"..")

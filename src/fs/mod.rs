@@ -15,6 +15,7 @@
 //! only passes numbers it has handed out itself.
 
 pub mod access;
+mod dirs;
 pub mod error;
 pub mod throttle;
 pub mod types;
@@ -62,6 +63,9 @@ struct OpenObject {
     /// The file has bits a write by an unprivileged caller must clear (see [`setid_cleared`]),
     /// as of the open or this mount's last change of its mode.
     setid: AtomicBool,
+    /// Its attributes as last read from the database, for `fstat` and `ftruncate` once
+    /// another mount has deleted it. Lock order: after `meta`.
+    last: Mutex<Attr>,
 }
 
 struct FileState {
@@ -133,7 +137,9 @@ pub struct TenantFs {
     /// Inodes with a `writers` row for this session.
     marked: Mutex<HashSet<Ino>>,
     /// Open directory streams and their snapshots.
-    dirs: Mutex<HashMap<u64, Arc<Vec<DirEntry>>>>,
+    dirs: Mutex<HashMap<u64, dirs::DirStream>>,
+    /// Directories with streams open here. Lock order: after `meta`.
+    open_dirs: Mutex<HashMap<Ino, dirs::OpenDir>>,
 }
 
 fn check_name(name: &[u8]) -> FsResult<()> {
@@ -151,8 +157,23 @@ fn require(attr: Option<Attr>) -> FsResult<Attr> {
     attr.ok_or(FsError::NotFound)
 }
 
+/// An inode the kernel named by number. Gone means another mount deleted it since the
+/// kernel looked its name up: ESTALE makes the kernel look the name up again.
+fn require_ino(attr: Option<Attr>) -> FsResult<Attr> {
+    attr.ok_or(FsError::Stale)
+}
+
+/// A directory names may be added to: one removed while open here has none and takes none.
+fn require_live_dir(tx: &Tx<'_>, ino: Ino) -> FsResult<Attr> {
+    let a = require_dir(tx, ino)?;
+    if a.nlink == 0 {
+        return Err(FsError::NotFound);
+    }
+    Ok(a)
+}
+
 fn require_dir(tx: &Tx<'_>, ino: Ino) -> FsResult<Attr> {
-    let a = require(tx.inode(ino)?)?;
+    let a = require_ino(tx.inode(ino)?)?;
     if a.kind != Kind::Dir {
         return Err(FsError::NotDir);
     }
@@ -264,6 +285,7 @@ impl TenantFs {
             reaped,
             marked: Mutex::new(HashSet::new()),
             dirs: Mutex::new(HashMap::new()),
+            open_dirs: Mutex::new(HashMap::new()),
         })
     }
 
@@ -316,6 +338,11 @@ impl TenantFs {
         if self.access.rights(tx, ino)?.has(want) {
             return Ok(());
         }
+        if tx.inode(ino)?.is_none() {
+            // Deleted by another mount: a stale name the kernel should look up again
+            // ([`TenantFs::need_now`] lets descriptors open here go on).
+            return Err(FsError::Stale);
+        }
         Err(self.denied(op, || {
             let mut path = tx.path_of(ino);
             if let Some(n) = name {
@@ -342,7 +369,13 @@ impl TenantFs {
         if self.access.cached(ino).is_some_and(|r| r.has(want)) {
             return Ok(());
         }
-        self.need(&self.meta.lock().read(), ino, want, op, None)
+        let decided = self.need(&self.meta.lock().read(), ino, want, op, None);
+        match decided {
+            // Another mount deleted it while open here: its descriptors keep working, as
+            // on a local disk.
+            Err(FsError::Stale) if self.open_here(ino) => Ok(()),
+            other => other,
+        }
     }
 
     /// Attributes as this subject sees them: live state of open files applied, and mode bits
@@ -365,6 +398,7 @@ impl TenantFs {
             return a;
         }
         if let Some(e) = self.open.lock().get(&a.ino) {
+            *e.obj.last.lock() = a.clone();
             let st = e.obj.st.lock();
             a.size = st.size;
             a.mtime = st.mtime;
@@ -380,8 +414,33 @@ impl TenantFs {
 
     pub fn getattr(&self, ino: Ino) -> FsResult<Attr> {
         self.live()?;
-        let a = require(self.meta.lock().read().inode(ino)?)?;
-        self.present(a)
+        let row = self.meta.lock().read().inode(ino)?;
+        match row {
+            Some(a) => self.present(a),
+            None => self.vanished(ino).ok_or(FsError::Stale),
+        }
+    }
+
+    /// What `fstat` shows of an inode another mount deleted while it is open here: its last
+    /// attributes with no links, as for a file unlinked while open on a local disk. `None`
+    /// when it is not open here: then the kernel's name for it is stale.
+    fn vanished(&self, ino: Ino) -> Option<Attr> {
+        let file = self.open.lock().get(&ino).map(|e| e.obj.clone());
+        if let Some(obj) = file {
+            let mut a = obj.last.lock().clone();
+            let st = obj.st.lock();
+            a.size = st.size;
+            a.mtime = st.mtime;
+            a.ctime = st.ctime;
+            a.nlink = 0;
+            return Some(a);
+        }
+        self.vanished_dir(ino)
+    }
+
+    /// Whether the inode is open here, as a file or a directory.
+    fn open_here(&self, ino: Ino) -> bool {
+        self.open.lock().contains_key(&ino) || self.vanished_dir(ino).is_some()
     }
 
     pub fn lookup(&self, parent: Ino, name: &[u8]) -> FsResult<Attr> {
@@ -440,7 +499,7 @@ impl TenantFs {
         let obj = self.open.lock().get(&ino).map(|e| e.obj.clone());
         let mut st = obj.as_ref().map(|o| o.st.lock());
         let a = self.transact(|tx| {
-            let mut a = require(tx.inode(ino)?)?;
+            let mut a = require_ino(tx.inode(ino)?)?;
             if let Some(mode) = set.mode {
                 a.perm = (mode & 0o7777) as u16;
             }
@@ -487,7 +546,7 @@ impl TenantFs {
         self.live()?;
         let meta = self.meta.lock();
         let tx = meta.read();
-        let a = require(tx.inode(ino)?)?;
+        let a = require_ino(tx.inode(ino)?)?;
         if a.kind != Kind::Symlink {
             return Err(FsError::Invalid);
         }
@@ -511,7 +570,7 @@ impl TenantFs {
             rdev,
             target,
         } = node;
-        let p = require_dir(tx, parent)?;
+        let p = require_live_dir(tx, parent)?;
         let op = match kind {
             Kind::Dir => "mkdir",
             Kind::Symlink => "symlink",
@@ -574,7 +633,7 @@ impl TenantFs {
         if quota::any_over(tx, &dirs)? {
             return Err(FsError::Quota);
         }
-        require(tx.inode(ino)?)
+        require_ino(tx.inode(ino)?)
     }
 
     pub fn mknod(
@@ -670,8 +729,8 @@ impl TenantFs {
         let a = self.transact(|tx| {
             // The order of checks is Linux's: the new name first, then the source. A link
             // needs write on the file too, so a read-only grant cannot gain a writable name.
-            let mut a = require(tx.inode(ino)?)?;
-            require_dir(tx, new_parent)?;
+            let mut a = require_ino(tx.inode(ino)?)?;
+            require_live_dir(tx, new_parent)?;
             self.need(
                 tx,
                 new_parent,
@@ -767,18 +826,24 @@ impl TenantFs {
             tx.set_ctime(a.ino, now)?;
             return Ok(());
         }
-        match open.get(&a.ino) {
+        let held_here = match open.get(&a.ino) {
             Some(e) => {
+                e.obj.orphan.store(true, Ordering::SeqCst);
+                true
+            }
+            None => a.kind == Kind::Dir && self.keep_open_dir(a.ino),
+        };
+        match held_here {
+            true => {
                 // No names left: it counts for the tenant only until its last release.
                 let counted = quota::before(tx, a.ino)?;
                 tx.add_nlink(a.ino, -i64::from(a.nlink))?;
                 quota::settle(tx, counted)?;
                 tx.set_ctime(a.ino, now)?;
                 tx.add_orphan(a.ino, &self.session)?;
-                e.obj.orphan.store(true, Ordering::SeqCst);
             }
-            None => {
-                quota::delete_inode(tx, a.ino, a.size)?;
+            false => {
+                quota::delete_inode(tx, a.ino)?;
                 doomed.push(Doomed {
                     ino: a.ino,
                     size: a.size,
@@ -894,7 +959,7 @@ impl TenantFs {
             let open = self.open.lock();
             self.transact(|tx| {
                 require_dir(tx, parent)?;
-                require_dir(tx, new_parent)?;
+                require_live_dir(tx, new_parent)?;
                 // Both sides, before either name is looked at.
                 let wx = Rights::W.union(Rights::X);
                 self.need(tx, parent, wx, "rename", Some(name))?;
@@ -1058,7 +1123,13 @@ impl TenantFs {
             e.refs += 1;
             return Ok(obj);
         }
-        let a = require(self.meta.lock().read().inode(ino)?)?;
+        // Gone, or kept only for another mount's open descriptors: the kernel's name for it
+        // is out of date, and ESTALE makes it look the name up again (an open racing an
+        // atomic replace then opens the new file, as on a local disk).
+        let a = match self.meta.lock().read().inode(ino)? {
+            Some(a) if a.nlink > 0 => a,
+            _ => return Err(FsError::Stale),
+        };
         match a.kind {
             Kind::File => {}
             Kind::Dir => return Err(FsError::IsDir),
@@ -1079,8 +1150,9 @@ impl TenantFs {
                 dirty: false,
                 reserved: 0,
             }),
-            orphan: AtomicBool::new(a.nlink == 0),
+            orphan: AtomicBool::new(false),
             setid: AtomicBool::new(setid_cleared(a.perm) != a.perm),
+            last: Mutex::new(a),
         });
         open.insert(
             ino,
@@ -1107,20 +1179,23 @@ impl TenantFs {
         let mut st = obj.st.lock();
         // The `writers` row stays until unmount: a stale row only makes recovery re-read a
         // size that is already right, and keeping it saves a transaction per close.
+        let mut deleted = false;
         if st.dirty || orphan || st.reserved > 0 {
-            self.transact(|tx| {
+            deleted = self.transact(|tx| {
                 self.write_back(tx, obj.ino, &mut st)?;
                 self.unreserve(tx, obj.ino, &mut st)?;
-                if orphan {
-                    quota::delete_inode(tx, obj.ino, st.size)?;
+                // The database decides: a removal that rolled back left it linked.
+                let gone = orphan && tx.inode(obj.ino)?.is_some_and(|a| a.nlink == 0);
+                if gone {
+                    quota::delete_inode(tx, obj.ino)?;
                 }
-                Ok(())
+                Ok(gone)
             })?;
         }
         let size = st.size;
         drop(st);
         drop(open);
-        if orphan {
+        if deleted {
             self.reap(vec![Doomed { ino: obj.ino, size }]);
         }
         Ok(())
@@ -1314,7 +1389,14 @@ impl TenantFs {
             let a = self.make_node(tx, ctx, parent, name, node)?;
             tx.mark_writer(a.ino, &self.session)?;
             Ok::<_, FsError>(a)
-        })?;
+        });
+        let a = match a {
+            // The kernel thought the name absent (a negative entry, while another mount
+            // made it): ESTALE makes it look again and open the file that is there, as
+            // `open(O_CREAT)` without `O_EXCL` must.
+            Err(FsError::Exists) if flags & libc::O_EXCL == 0 => return Err(FsError::Stale),
+            other => other?,
+        };
         let obj = Arc::new(OpenObject {
             ino: a.ino,
             data: OnceLock::new(),
@@ -1328,6 +1410,7 @@ impl TenantFs {
             }),
             orphan: AtomicBool::new(false),
             setid: AtomicBool::new(setid_cleared(a.perm) != a.perm),
+            last: Mutex::new(a.clone()),
         });
         open.insert(
             a.ino,
@@ -1413,7 +1496,7 @@ impl TenantFs {
         }
         let ino = h.obj.ino;
         self.transact(|tx| {
-            let mut a = require(tx.inode(ino)?)?;
+            let mut a = require_ino(tx.inode(ino)?)?;
             let perm = setid_cleared(a.perm);
             if perm != a.perm {
                 a.perm = perm;
@@ -1485,116 +1568,6 @@ impl TenantFs {
         Ok(())
     }
 
-    // ---- directories ----------------------------------------------------------------------
-
-    /// Opens a directory stream; its listing is taken at the first read from offset 0.
-    pub fn opendir(&self, ino: Ino) -> FsResult<u64> {
-        self.live()?;
-        {
-            let meta = self.meta.lock();
-            let tx = meta.read();
-            require_dir(&tx, ino)?;
-            self.need(&tx, ino, Rights::R, "opendir", None)?;
-        }
-        let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
-        self.dirs.lock().insert(fh, Arc::new(Vec::new()));
-        Ok(fh)
-    }
-
-    pub fn releasedir(&self, fh: u64) {
-        self.dirs.lock().remove(&fh);
-    }
-
-    /// Entries after `offset`, at most `limit`: "." and ".." (cookies 1 and 2), then the
-    /// directory's entries in name order. Reading from offset 0 takes a fresh snapshot, so a
-    /// stream never repeats or skips a name while others change the directory (rewinddir
-    /// sees the changes).
-    pub fn readdir(
-        &self,
-        fh: u64,
-        ino: Ino,
-        offset: u64,
-        limit: usize,
-        plus: bool,
-    ) -> FsResult<Vec<DirEntry>> {
-        self.live()?;
-        let snapshot = if offset == 0 {
-            let meta = self.meta.lock();
-            let tx = meta.read();
-            let Some(dir) = tx.inode(ino)? else {
-                // Removed while open: an empty stream, as POSIX asks.
-                return Ok(Vec::new());
-            };
-            if dir.kind != Kind::Dir {
-                return Err(FsError::NotDir);
-            }
-            self.need(&tx, ino, Rights::R, "readdir", None)?;
-            let parent = if ino == self.root {
-                ino
-            } else {
-                tx.dir_parent(ino)?.unwrap_or(ino)
-            };
-            let mut all = Vec::new();
-            for (name, ino) in [(&b"."[..], ino), (&b".."[..], parent)] {
-                all.push(DirEntry {
-                    cookie: 0,
-                    ino,
-                    kind: Kind::Dir,
-                    name: name.to_vec(),
-                    attr: None,
-                });
-            }
-            all.extend(tx.list(ino)?);
-            for (i, e) in all.iter_mut().enumerate() {
-                e.cookie = i as u64 + 1;
-            }
-            let all = Arc::new(all);
-            self.dirs.lock().insert(fh, all.clone());
-            all
-        } else {
-            self.dirs
-                .lock()
-                .get(&fh)
-                .cloned()
-                .ok_or(FsError::BadHandle)?
-        };
-        let start = usize::try_from(offset)
-            .unwrap_or(usize::MAX)
-            .min(snapshot.len());
-        let mut out: Vec<DirEntry> = snapshot[start..]
-            .iter()
-            .take(limit.max(1))
-            .cloned()
-            .collect();
-        if plus {
-            let meta = self.meta.lock();
-            let tx = meta.read();
-            for e in out.iter_mut().filter(|e| e.name != b"." && e.name != b"..") {
-                e.attr = tx.inode(e.ino)?;
-                if e.attr.is_some() {
-                    // Warm the rights cache while the database is at hand.
-                    self.access.rights(&tx, e.ino)?;
-                }
-            }
-            drop(tx);
-            drop(meta);
-            // An entry removed since the snapshot is skipped rather than shown without attributes.
-            out.retain(|e| e.attr.is_some() || e.name == b"." || e.name == b"..");
-            for e in &mut out {
-                if let Some(a) = e.attr.take() {
-                    e.attr = Some(self.present(a)?);
-                }
-            }
-        }
-        Ok(out)
-    }
-
-    pub fn fsyncdir(&self) -> FsResult<()> {
-        self.live()?;
-        self.meta.lock().sync()?;
-        Ok(())
-    }
-
     /// With a quota over the mount root, df shows the tightest (the one with the least left),
     /// for bytes and inodes apart: its size, and what is left of it (never more than the disk
     /// has). Without one, the disk's free space beside this tenant's usage.
@@ -1662,7 +1635,7 @@ impl TenantFs {
         op: &'static str,
     ) -> FsResult<()> {
         self.transact(|tx| {
-            require(tx.inode(ino)?)?;
+            require_ino(tx.inode(ino)?)?;
             self.need_owner(tx, ino, op)?;
             crate::admin::replace_entries(tx, ino, entries)?;
             Ok(())
@@ -1694,7 +1667,7 @@ impl TenantFs {
     fn quota_xattr(&self, ino: Ino, limit: QuotaLimit) -> FsResult<Vec<u8>> {
         let meta = self.meta.lock();
         let tx = meta.read();
-        require(tx.inode(ino)?)?;
+        require_ino(tx.inode(ino)?)?;
         self.need_admin(&tx, ino, "getxattr")?;
         match tx.dir_quota(ino)?.map(|q| limit.get(&q)) {
             Some(v) if v > 0 => Ok(v.to_string().into_bytes()),
@@ -1712,7 +1685,7 @@ impl TenantFs {
         op: &'static str,
     ) -> FsResult<()> {
         self.transact(|tx| {
-            let a = require(tx.inode(ino)?)?;
+            let a = require_ino(tx.inode(ino)?)?;
             self.need_admin(tx, ino, op)?;
             if a.kind != Kind::Dir {
                 return Err(FsError::Invalid);
@@ -1768,7 +1741,7 @@ impl TenantFs {
             return Err(FsError::TooBig);
         }
         self.transact(|tx| {
-            require(tx.inode(ino)?)?;
+            require_ino(tx.inode(ino)?)?;
             self.need(tx, ino, Rights::W, "setxattr", None)?;
             let exists = tx.xattr(ino, name)?.is_some();
             match mode {
@@ -1789,13 +1762,13 @@ impl TenantFs {
             // Anyone may ask what they themselves may do.
             let meta = self.meta.lock();
             let tx = meta.read();
-            require(tx.inode(ino)?)?;
+            require_ino(tx.inode(ino)?)?;
             return Ok(self.access.rights(&tx, ino)?.to_string().into_bytes());
         }
         if name == ACL_XATTR {
             let meta = self.meta.lock();
             let tx = meta.read();
-            require(tx.inode(ino)?)?;
+            require_ino(tx.inode(ino)?)?;
             self.need_owner(&tx, ino, "getxattr")?;
             return Ok(crate::admin::format_entries(&tx.acl(ino)?).into_bytes());
         }
@@ -1814,7 +1787,7 @@ impl TenantFs {
         match tx.xattr(ino, name)? {
             Some(v) => Ok(v),
             None => {
-                require(tx.inode(ino)?)?;
+                require_ino(tx.inode(ino)?)?;
                 Err(FsError::NoXattr)
             }
         }
@@ -1825,7 +1798,7 @@ impl TenantFs {
         self.live()?;
         let meta = self.meta.lock();
         let tx = meta.read();
-        require(tx.inode(ino)?)?;
+        require_ino(tx.inode(ino)?)?;
         self.need(&tx, ino, Rights::R, "listxattr", None)?;
         let mut out = Vec::new();
         for n in tx.xattr_names(ino)? {
@@ -1848,7 +1821,7 @@ impl TenantFs {
             return Err(FsError::NotSupported);
         }
         self.transact(|tx| {
-            require(tx.inode(ino)?)?;
+            require_ino(tx.inode(ino)?)?;
             self.need(tx, ino, Rights::W, "removexattr", None)?;
             if !tx.remove_xattr(ino, name)? {
                 return Err(FsError::NoXattr);

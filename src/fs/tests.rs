@@ -88,7 +88,7 @@ fn read_all(fs: &TenantFs, ino: Ino) -> Vec<u8> {
 fn names(fs: &TenantFs, dir: Ino) -> Vec<String> {
     let fh = fs.opendir(dir).unwrap();
     let out = fs.readdir(fh, dir, 0, 10_000, false).unwrap();
-    fs.releasedir(fh);
+    fs.releasedir(fh).unwrap();
     out.into_iter()
         .map(|e| String::from_utf8(e.name).unwrap())
         .collect()
@@ -118,8 +118,13 @@ fn create_write_read_and_attributes() {
     );
     assert_eq!(f.meta().read().usage().unwrap(), (6, 2));
     assert!(matches!(
-        fs.create(&CTX, ROOT_INO, b"a", 0o644, 0, 0),
+        fs.create(&CTX, ROOT_INO, b"a", 0o644, 0, libc::O_EXCL),
         Err(FsError::Exists)
+    ));
+    // Without O_EXCL the kernel is told to look the name up again and open it.
+    assert!(matches!(
+        fs.create(&CTX, ROOT_INO, b"a", 0o644, 0, 0),
+        Err(FsError::Stale)
     ));
     assert!(matches!(
         fs.lookup(ROOT_INO, b"nope"),
@@ -310,7 +315,7 @@ fn readdir_streams_are_snapshots_with_stable_cookies() {
         .map(|e| e.name)
         .collect();
     assert!(again.contains(&b"new".to_vec()) && !again.contains(&b"f5".to_vec()));
-    fs.releasedir(fh);
+    fs.releasedir(fh).unwrap();
     assert!(matches!(
         fs.readdir(fh, ROOT_INO, 3, 10, false),
         Err(FsError::BadHandle)
