@@ -18,21 +18,11 @@ fn foreground_mount_ends_cleanly_on(signal: Signal) {
     let (key, _) = env.key("acme", "user:alice", &[]);
     let mp = env.mountpoint("fg");
     let mut child = env
-        .cmd(&[
-            "mount",
-            mp.to_str().unwrap(),
-            "--foreground",
-            "--key-file",
-            key.to_str().unwrap(),
-        ])
+        .foreground(&mp, &key)
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let mounted = || {
-        fs::read_to_string("/proc/self/mountinfo")
-            .unwrap()
-            .contains(mp.to_str().unwrap())
-    };
+    let mounted = || common::mounted(&mp);
     assert!(
         wait_until(Duration::from_secs(10), mounted).is_some(),
         "the foreground mount came up"

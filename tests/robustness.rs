@@ -77,22 +77,12 @@ fn a_daemon_whose_log_is_dev_full_keeps_serving() {
     let mp = env.mountpoint("full");
     let full = fs::File::options().write(true).open("/dev/full").unwrap();
     let mut child = env
-        .cmd(&[
-            "mount",
-            mp.to_str().unwrap(),
-            "--foreground",
-            "--key-file",
-            key.to_str().unwrap(),
-        ])
+        .foreground(&mp, &key)
         .env("TENANTFS_LOG", "debug")
         .stderr(Stdio::from(full))
         .spawn()
         .unwrap();
-    let mounted = || {
-        fs::read_to_string("/proc/self/mountinfo")
-            .unwrap()
-            .contains(mp.to_str().unwrap())
-    };
+    let mounted = || common::mounted(&mp);
     assert!(
         wait_until(Duration::from_secs(10), mounted).is_some(),
         "the mount came up; exit status so far: {:?}",

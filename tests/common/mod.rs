@@ -121,6 +121,17 @@ impl Env {
         }
     }
 
+    /// `tenantfs mount MP --foreground --key-file KEY`, to spawn.
+    pub fn foreground(&self, mp: &Path, key: &Path) -> Command {
+        self.cmd(&[
+            "mount",
+            mp.to_str().unwrap(),
+            "--foreground",
+            "--key-file",
+            key.to_str().unwrap(),
+        ])
+    }
+
     /// Checks a tenant's store and fails the test, with fsck's report, unless it is clean.
     pub fn fsck_clean(&self, tenant: &str) {
         let fsck = self.run(&["fsck", "--tenant", tenant]);
@@ -179,6 +190,13 @@ impl Drop for Mount {
             let _ = nix::mount::umount2(&self.path, nix::mount::MntFlags::MNT_DETACH);
         }
     }
+}
+
+/// Whether something is mounted at `mp` (a path under the test's temp dir).
+pub fn mounted(mp: &Path) -> bool {
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .contains(mp.to_str().unwrap())
 }
 
 /// Polls `f` until it holds or `limit` passes; returns the time it took.
