@@ -299,6 +299,9 @@ impl Watch {
     }
 
     fn tick(&self, tick: u64, catalog: &mut Option<Catalog>) -> Option<Stop> {
+        if let Err(e) = self.shared.core.purge_ghosts(false) {
+            tracing::warn!(error = %e, "cannot delete removed files yet; will retry");
+        }
         if tick.is_multiple_of(METER_TICKS) {
             if let Err(e) = self.shared.core.flush_meter() {
                 tracing::warn!(error = %e, "cannot record metering; keeping the counts");

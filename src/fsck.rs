@@ -116,27 +116,29 @@ pub fn check(store: &Store, tenant: &TenantId, repair: bool) -> Result<Report> {
     }
 
     // The structure, from one consistent snapshot.
-    let (inodes, entries, writers, orphans, usage, gc, links, quotas) = meta.snapshot(|tx| {
-        let held = tx.all_held()?;
-        let mut quotas = Vec::new();
-        for q in tx.all_dir_quotas()? {
-            let counted = match tx.inode(q.ino)? {
-                Some(a) if a.kind == Kind::Dir => Some(quota::recount(tx, q.ino, &held)?),
-                _ => None,
-            };
-            quotas.push((q, counted));
-        }
-        Ok((
-            tx.all_inodes()?,
-            tx.all_entries()?,
-            tx.all_session_rows(SessionTable::Writers)?,
-            tx.all_session_rows(SessionTable::Orphans)?,
-            tx.usage()?,
-            tx.gc_pending()?,
-            tx.all_links()?,
-            quotas,
-        ))
-    })?;
+    let (inodes, entries, writers, orphans, ghosts, usage, gc, links, quotas) =
+        meta.snapshot(|tx| {
+            let held = tx.all_held()?;
+            let mut quotas = Vec::new();
+            for q in tx.all_dir_quotas()? {
+                let counted = match tx.inode(q.ino)? {
+                    Some(a) if a.kind == Kind::Dir => Some(quota::recount(tx, q.ino, &held)?),
+                    _ => None,
+                };
+                quotas.push((q, counted));
+            }
+            Ok((
+                tx.all_inodes()?,
+                tx.all_entries()?,
+                tx.all_session_rows(SessionTable::Writers)?,
+                tx.all_session_rows(SessionTable::Orphans)?,
+                tx.all_ghosts()?.into_iter().collect::<HashSet<Ino>>(),
+                tx.usage()?,
+                tx.gc_pending()?,
+                tx.all_links()?,
+                quotas,
+            ))
+        })?;
     // Sizes of files being written and inodes held open are the holders' business.
     let in_flight: HashSet<Ino> = writers.iter().map(|(i, _)| *i).collect();
     let held_open: HashSet<Ino> = orphans.iter().map(|(i, _)| *i).collect();
@@ -245,12 +247,13 @@ pub fn check(store: &Store, tenant: &TenantId, repair: bool) -> Result<Report> {
             fixes.push(Fix::Size(a.ino, len, a.mtime, a.ctime));
         }
     }
-    let bytes: u64 = inodes
-        .iter()
+    // Ghosts gave their usage back when they lost their last name.
+    let counted = || inodes.iter().filter(|(a, _)| !ghosts.contains(&a.ino));
+    let bytes: u64 = counted()
         .filter(|(a, _)| matches!(a.kind, Kind::File | Kind::Symlink))
         .map(|(a, _)| a.size)
         .sum();
-    let count = inodes.len() as u64;
+    let count = counted().count() as u64;
     if usage != (bytes, count) {
         findings.push(problem(
             "usage",

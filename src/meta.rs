@@ -67,6 +67,10 @@ CREATE TABLE IF NOT EXISTS orphans(
     PRIMARY KEY(ino, session)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS gc(ino INTEGER PRIMARY KEY);
+-- Files that lost their last name while not open in the mount that removed them, kept a
+-- few seconds (with an `orphans` row of that mount) so an open racing the removal opens
+-- the old file, as on a local disk. Their usage was given back when they lost the name.
+CREATE TABLE IF NOT EXISTS ghosts(ino INTEGER PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS usage(
     id INTEGER PRIMARY KEY CHECK (id = 1),
     bytes INTEGER NOT NULL,
@@ -604,7 +608,8 @@ impl Tx<'_> {
     ) -> rusqlite::Result<bool> {
         Ok(cached(
             self.conn,
-            "UPDATE inodes SET size = ?2, mtime = ?3, ctime = ?4 WHERE ino = ?1",
+            "UPDATE inodes SET size = ?2, mtime = ?3, ctime = ?4
+             WHERE ino = ?1 AND NOT EXISTS (SELECT 1 FROM ghosts WHERE ino = ?1)",
         )?
         .execute(params![ino, size as i64, mtime, ctime])?
             > 0)
@@ -740,6 +745,7 @@ impl Tx<'_> {
             "DELETE FROM xattrs WHERE ino = ?1",
             "DELETE FROM writers WHERE ino = ?1",
             "DELETE FROM orphans WHERE ino = ?1",
+            "DELETE FROM ghosts WHERE ino = ?1",
             "DELETE FROM acl WHERE ino = ?1",
             "DELETE FROM links WHERE ino = ?1",
             "DELETE FROM held WHERE ino = ?1",
@@ -748,6 +754,11 @@ impl Tx<'_> {
         ] {
             cached(self.conn, sql)?.execute([ino])?;
         }
+        Ok(())
+    }
+
+    pub fn clear_held(&self, ino: Ino) -> rusqlite::Result<()> {
+        cached(self.conn, "DELETE FROM held WHERE ino = ?1")?.execute([ino])?;
         Ok(())
     }
 
@@ -1187,6 +1198,26 @@ impl Tx<'_> {
         Ok(())
     }
 
+    /// Marks an orphan whose usage is already given back (see the `ghosts` table).
+    pub fn add_ghost(&self, ino: Ino) -> rusqlite::Result<()> {
+        cached(self.conn, "INSERT OR IGNORE INTO ghosts(ino) VALUES (?1)")?.execute([ino])?;
+        Ok(())
+    }
+
+    pub fn is_ghost(&self, ino: Ino) -> rusqlite::Result<bool> {
+        Ok(cached(self.conn, "SELECT 1 FROM ghosts WHERE ino = ?1")?
+            .query_row([ino], |_| Ok(()))
+            .optional()?
+            .is_some())
+    }
+
+    pub fn all_ghosts(&self) -> rusqlite::Result<Vec<Ino>> {
+        self.conn
+            .prepare("SELECT ino FROM ghosts")?
+            .query_map([], |r| r.get(0))?
+            .collect()
+    }
+
     pub fn add_orphan(&self, ino: Ino, session: &str) -> rusqlite::Result<()> {
         cached(
             self.conn,
@@ -1276,10 +1307,12 @@ impl Tx<'_> {
         Ok(())
     }
 
-    /// (bytes, inodes) as the inodes add up: file sizes and symlink targets, every inode.
+    /// (bytes, inodes) as the inodes add up: file sizes and symlink targets, every inode
+    /// but ghosts.
     pub fn computed_usage(&self) -> rusqlite::Result<(u64, u64)> {
         self.conn.query_row(
-            "SELECT COALESCE(SUM(CASE WHEN kind IN (?1, ?2) THEN size ELSE 0 END), 0), COUNT(*) FROM inodes",
+            "SELECT COALESCE(SUM(CASE WHEN kind IN (?1, ?2) THEN size ELSE 0 END), 0), COUNT(*)
+             FROM inodes WHERE ino NOT IN (SELECT ino FROM ghosts)",
             params![Kind::File.code(), Kind::Symlink.code()],
             |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64)),
         )

@@ -164,10 +164,30 @@ pub fn any_over(tx: &Tx<'_>, dirs: &[Ino]) -> rusqlite::Result<bool> {
 
 /// Deletes an inode with everything keyed by it, giving back its usage (its size as the
 /// database has it) and what is held for it (the `held` rows go with the inode). An inode
-/// already gone changes nothing: another mount or a recovery got there first.
+/// already gone changes nothing: another mount or a recovery got there first. A ghost gave
+/// its usage back when it became one; only what was held for it since goes back.
 pub fn delete_inode(tx: &Tx<'_>, ino: Ino) -> rusqlite::Result<()> {
-    let Some(a) = tx.inode(ino)? else {
+    if tx.is_ghost(ino)? {
+        tx.add_reserved(-(tx.held_total(ino)? as i64))?;
+    } else if !give_back(tx, ino)? {
         return Ok(());
+    }
+    tx.delete_inode(ino)
+}
+
+/// Makes an inode that just lost its last name a ghost: no longer counted, but kept (with
+/// its object) until [`delete_inode`]. The caller records the orphan.
+pub fn make_ghost(tx: &Tx<'_>, ino: Ino) -> rusqlite::Result<()> {
+    give_back(tx, ino)?;
+    tx.clear_held(ino)?;
+    tx.add_ghost(ino)
+}
+
+/// Takes what an inode counts for (bytes, the inode, its holds) off every total it counts
+/// in. False when the inode is gone.
+fn give_back(tx: &Tx<'_>, ino: Ino) -> rusqlite::Result<bool> {
+    let Some(a) = tx.inode(ino)? else {
+        return Ok(false);
     };
     let placement = Some((a.kind, a.nlink, tx.dir_parent(ino)?.unwrap_or(0)));
     let dirs = over_at(tx, ino, placement, &tx.dir_quota_inos()?)?;
@@ -176,7 +196,7 @@ pub fn delete_inode(tx: &Tx<'_>, ino: Ino) -> rusqlite::Result<()> {
     tx.add_usage(-bytes, -1)?;
     tx.add_reserved(-held)?;
     charge(tx, &dirs, -bytes, -1, -held)?;
-    tx.delete_inode(ino)
+    Ok(true)
 }
 
 /// Bytes an inode counts for: a file's size, a symlink's target; nothing for the rest.

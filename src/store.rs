@@ -334,8 +334,8 @@ fn recover(store: &Store, tenant: &TenantId, dir: &Path, me: &str, meta: &mut Me
             for &(ino, len) in &lengths {
                 if let Some(a) = tx.inode(ino)? {
                     let len = len.unwrap_or(0);
-                    if len != a.size {
-                        tx.set_size(ino, len, a.mtime, a.ctime)?;
+                    // A ghost's size no longer counts.
+                    if len != a.size && tx.set_size(ino, len, a.mtime, a.ctime)? {
                         crate::quota::add_usage(tx, ino, len as i64 - a.size as i64, 0)?;
                     }
                 }

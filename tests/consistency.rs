@@ -60,3 +60,73 @@ fn a_descriptor_whose_file_another_mount_unlinked_still_truncates_and_stats() {
     drop((a, b));
     env.fsck_clean("acme");
 }
+
+/// Saves `dir/target` atomically (write a temporary, rename it over) until `stop`, each
+/// version a whole 4 KiB of one letter.
+fn replace_until(dir: &std::path::Path, stop: &std::sync::atomic::AtomicBool) -> usize {
+    use std::sync::atomic::Ordering;
+    let mut n = 0;
+    while !stop.load(Ordering::Relaxed) {
+        let tmp = dir.join(format!(".target.{n}.tmp"));
+        fs::write(&tmp, vec![b'a' + (n % 26) as u8; 4096]).unwrap();
+        fs::rename(&tmp, dir.join("target")).unwrap();
+        n += 1;
+    }
+    n
+}
+
+/// Opens `dir/target` `opens` times while another thread replaces it through `writer`;
+/// returns the errno of every failed open or read, and any torn content seen.
+fn read_while_replaced(
+    reader: &std::path::Path,
+    writer: &std::path::Path,
+    opens: usize,
+) -> Vec<String> {
+    use std::io::Read;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    fs::write(writer.join("target"), vec![b'z'; 4096]).unwrap();
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let saver = s.spawn(|| replace_until(writer, &stop));
+        let mut bad = Vec::new();
+        for _ in 0..opens {
+            let mut buf = Vec::new();
+            match fs::File::open(reader.join("target")).and_then(|mut f| f.read_to_end(&mut buf)) {
+                Ok(_) if buf.len() == 4096 && buf.iter().all(|&c| c == buf[0]) => {}
+                Ok(_) => bad.push(format!("torn: {} bytes", buf.len())),
+                Err(e) => bad.push(format!("{e}")),
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+        assert!(saver.join().unwrap() > 0);
+        bad
+    })
+}
+
+#[test]
+fn opens_racing_atomic_saves_always_open_the_old_or_the_new_file() {
+    let host = tempfile::tempdir().unwrap();
+    assert_eq!(
+        read_while_replaced(host.path(), host.path(), 2_000),
+        Vec::<String>::new()
+    );
+    let env = Env::new();
+    let a = env.mounted_tenant("acme", "a");
+    let b = env.mounted_tenant_again("b");
+    let same = read_while_replaced(&a.path, &a.path, 10_000);
+    assert!(
+        same.is_empty(),
+        "in one mount, {} of 10,000 failed: {:?}",
+        same.len(),
+        &same[..same.len().min(5)]
+    );
+    let across = read_while_replaced(&b.path, &a.path, 10_000);
+    assert!(
+        across.is_empty(),
+        "across mounts, {} of 10,000 failed: {:?}",
+        across.len(),
+        &across[..across.len().min(5)]
+    );
+    drop((a, b));
+    env.fsck_clean("acme");
+}

@@ -673,3 +673,32 @@ fn a_write_clears_set_id_bits_that_another_mount_added() {
     let cleared = common::wait_until(Duration::from_secs(3), || mode() == 0o775);
     assert!(cleared.is_some(), "b's write left mode {:o}", mode());
 }
+
+/// Holds `victim` open, renames `src` over it, and reports what the descriptor sees:
+/// (fstat nlink, mkdirat errno, parent nlink).
+fn rename_over_open_dir(root: &Path) -> (u64, i32, u64) {
+    fs::create_dir(root.join("victim")).unwrap();
+    fs::create_dir(root.join("src")).unwrap();
+    let held = File::open(root.join("victim")).unwrap();
+    fs::rename(root.join("src"), root.join("victim")).unwrap();
+    let st = nix::sys::stat::fstat(&held).expect("fstat on the renamed-over directory");
+    assert!(SFlag::from_bits_truncate(st.st_mode).contains(SFlag::S_IFDIR));
+    let made = nix::sys::stat::mkdirat(&held, "inside", Mode::from_bits_truncate(0o755));
+    let errno = made.err().map_or(0, |e| e as i32);
+    let parent = fs::metadata(root).unwrap().nlink();
+    drop(held);
+    fs::remove_dir(root.join("victim")).unwrap();
+    (st.st_nlink as u64, errno, parent)
+}
+
+#[test]
+fn renaming_over_an_open_directory_keeps_its_descriptor_working() {
+    let host = tempfile::tempdir_in("/var/tmp").unwrap();
+    let want = rename_over_open_dir(host.path());
+    assert_eq!(want, (0, libc::ENOENT, 3));
+    let env = Env::new();
+    let m = env.mounted_tenant("acme", "m");
+    assert_eq!(rename_over_open_dir(&m.path), want);
+    drop(m);
+    env.fsck_clean("acme");
+}

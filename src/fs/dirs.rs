@@ -79,13 +79,22 @@ impl TenantFs {
             Entry::Vacant(_) => false,
         };
         if orphan {
-            self.transact(|tx| {
+            let deleted = self.transact(|tx| {
                 // The database decides: a removal that rolled back left it linked.
-                if tx.inode(ino)?.is_some_and(|a| a.nlink == 0) {
+                let gone = tx.inode(ino)?.is_some_and(|a| a.nlink == 0);
+                if gone {
                     quota::delete_inode(tx, ino)?;
                 }
-                Ok(())
+                Ok(gone)
             })?;
+            if deleted {
+                // Clears the `gc` row every deleted inode gets.
+                self.reap(vec![Doomed {
+                    ino,
+                    size: 0,
+                    ghost: false,
+                }]);
+            }
         }
         Ok(())
     }

@@ -17,6 +17,7 @@
 pub mod access;
 mod dirs;
 pub mod error;
+mod ghosts;
 pub mod throttle;
 pub mod types;
 
@@ -140,6 +141,8 @@ pub struct TenantFs {
     dirs: Mutex<HashMap<u64, dirs::DirStream>>,
     /// Directories with streams open here. Lock order: after `meta`.
     open_dirs: Mutex<HashMap<Ino, dirs::OpenDir>>,
+    /// Files this mount removed that are kept a moment for racing opens.
+    ghosts: ghosts::Ghosts,
 }
 
 fn check_name(name: &[u8]) -> FsResult<()> {
@@ -286,6 +289,7 @@ impl TenantFs {
             marked: Mutex::new(HashSet::new()),
             dirs: Mutex::new(HashMap::new()),
             open_dirs: Mutex::new(HashMap::new()),
+            ghosts: Default::default(),
         })
     }
 
@@ -470,7 +474,7 @@ impl TenantFs {
         self.need_now(ino, Rights::W, "setattr")?;
         let now = now_nanos();
         if let Some(size) = set.size {
-            let obj = self.acquire(ino)?;
+            let obj = self.acquire(ino, true)?;
             let res = self.resize(&obj, size, now);
             let released = self.release_object(obj);
             res?;
@@ -842,11 +846,24 @@ impl TenantFs {
                 tx.set_ctime(a.ino, now)?;
                 tx.add_orphan(a.ino, &self.session)?;
             }
+            false if a.kind == Kind::File => {
+                // An open may be racing this removal (see `ghosts`).
+                quota::make_ghost(tx, a.ino)?;
+                tx.add_nlink(a.ino, -i64::from(a.nlink))?;
+                tx.set_ctime(a.ino, now)?;
+                tx.add_orphan(a.ino, &self.session)?;
+                doomed.push(Doomed {
+                    ino: a.ino,
+                    size: a.size,
+                    ghost: true,
+                });
+            }
             false => {
                 quota::delete_inode(tx, a.ino)?;
                 doomed.push(Doomed {
                     ino: a.ino,
                     size: a.size,
+                    ghost: false,
                 });
             }
         }
@@ -882,7 +899,9 @@ impl TenantFs {
             }
         }
         for d in doomed {
-            if d.size > INLINE_REAP {
+            if d.ghost {
+                self.ghosts.add(d.ino);
+            } else if d.size > INLINE_REAP {
                 self.reaper.send(d.ino);
             } else {
                 delete_object(self.objects.as_ref(), &self.reaped, d.ino);
@@ -1100,7 +1119,7 @@ impl TenantFs {
     // ---- file data ------------------------------------------------------------------------
 
     /// Takes a reference on the open state of a regular file, opening its object if needed.
-    fn acquire(&self, ino: Ino) -> FsResult<Arc<OpenObject>> {
+    fn acquire(&self, ino: Ino, write: bool) -> FsResult<Arc<OpenObject>> {
         let mut open = self.open.lock();
         if let Some(e) = open.get_mut(&ino) {
             let obj = e.obj.clone();
@@ -1123,11 +1142,12 @@ impl TenantFs {
             e.refs += 1;
             return Ok(obj);
         }
-        // Gone, or kept only for another mount's open descriptors: the kernel's name for it
-        // is out of date, and ESTALE makes it look the name up again (an open racing an
-        // atomic replace then opens the new file, as on a local disk).
+        // Gone, or without names: the kernel's name for it is out of date, and ESTALE makes
+        // it look the name up again. A reader racing the removal may still open what is left
+        // (a ghost, or another mount's open orphan), as on a local disk; a writer opens the
+        // file that has the name now.
         let a = match self.meta.lock().read().inode(ino)? {
-            Some(a) if a.nlink > 0 => a,
+            Some(a) if a.nlink > 0 || !write => a,
             _ => return Err(FsError::Stale),
         };
         match a.kind {
@@ -1196,7 +1216,11 @@ impl TenantFs {
         drop(st);
         drop(open);
         if deleted {
-            self.reap(vec![Doomed { ino: obj.ino, size }]);
+            self.reap(vec![Doomed {
+                ino: obj.ino,
+                size,
+                ghost: false,
+            }]);
         }
         Ok(())
     }
@@ -1325,7 +1349,7 @@ impl TenantFs {
             _ => Rights::R,
         };
         self.need_now(ino, want, "open")?;
-        let obj = self.acquire(ino)?;
+        let obj = self.acquire(ino, write)?;
         Ok(self.new_handle(obj, write, flags & libc::O_APPEND != 0))
     }
 
@@ -1881,6 +1905,10 @@ impl TenantFs {
                 tracing::warn!(fh, error = %e, "write-back at unmount failed");
             }
         }
+        if let Err(e) = self.purge_ghosts(true) {
+            tracing::warn!(error = %e, "deleting removed files at unmount failed; the next mount will");
+        }
+        self.settle();
         let forget = |tx: &Tx<'_>| {
             quota::release_session(tx, &self.session)?;
             Ok(tx.forget_session(&self.session)?)
@@ -1954,6 +1982,8 @@ fn delete_object(objects: &dyn ObjectStore, reaped: &Mutex<Vec<Ino>>, ino: Ino) 
 struct Doomed {
     ino: Ino,
     size: u64,
+    /// Kept as a ghost for a moment rather than deleted now.
+    ghost: bool,
 }
 
 /// Objects up to this size are deleted inline rather than by the reaper thread.

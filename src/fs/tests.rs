@@ -219,6 +219,7 @@ fn hard_links_share_content_and_count() {
     assert_eq!(names(&fs, d), [".", "..", "b"]);
     assert_eq!(read_all(&fs, ino), b"x");
     fs.unlink(d, b"b").unwrap();
+    fs.purge_ghosts(true).unwrap();
     assert_eq!(f.objects(&fs), 0);
 }
 
@@ -260,6 +261,7 @@ fn rename_rules() {
     assert_eq!(fs.lookup(ROOT_INO, b"x").unwrap().ino, y);
     fs.rename(ROOT_INO, b"x", ROOT_INO, b"y", none).unwrap();
     assert_eq!(fs.lookup(ROOT_INO, b"y").unwrap().ino, y);
+    fs.purge_ghosts(true).unwrap();
     assert!(
         f.meta().read().inode(x).unwrap().is_none(),
         "the replaced file is gone"
@@ -1170,4 +1172,76 @@ fn listing_queries_come_back_sorted_without_recompiling_per_use() {
             [&b"user.a"[..], b"user.m", b"user.z"]
         );
     }
+}
+
+#[test]
+fn a_file_removed_while_not_open_is_a_ghost_for_racing_reads_only() {
+    let f = Fixture::new();
+    let (fs, _s) = f.core(false);
+    let old = file(&fs, ROOT_INO, "target", b"old content");
+    let new = file(&fs, ROOT_INO, "tmp", b"new");
+    fs.rename(
+        ROOT_INO,
+        b"tmp",
+        ROOT_INO,
+        b"target",
+        RenameFlags::default(),
+    )
+    .unwrap();
+    // Usage is given back at once: only the new file and the root count.
+    assert_eq!(f.meta().read().usage().unwrap(), (3, 2));
+    assert_eq!(f.meta().read().computed_usage().unwrap(), (3, 2));
+    // An open that resolved the old name before the rename still reads the old file.
+    assert_eq!(read_all(&fs, old), b"old content");
+    assert_eq!(fs.getattr(old).unwrap().nlink, 0);
+    // A writer gets ESTALE, so the kernel looks the name up and opens the new file.
+    assert!(matches!(fs.open(old, libc::O_WRONLY), Err(FsError::Stale)));
+    assert!(matches!(
+        fs.setattr(
+            old,
+            SetAttr {
+                size: Some(0),
+                ..Default::default()
+            }
+        ),
+        Err(FsError::Stale)
+    ));
+    assert_eq!(fs.lookup(ROOT_INO, b"target").unwrap().ino, new);
+    // One opened here when its time is up lives until its last close.
+    let fh = fs.open(old, libc::O_RDONLY).unwrap();
+    fs.purge_ghosts(true).unwrap();
+    assert_eq!(f.objects(&fs), 2);
+    assert_eq!(fs.read(fh, 0, 100).unwrap(), b"old content");
+    fs.release(fh).unwrap();
+    assert_eq!(f.objects(&fs), 1);
+    assert!(f.meta().read().inode(old).unwrap().is_none());
+    assert!(matches!(fs.open(old, libc::O_RDONLY), Err(FsError::Stale)));
+    assert_eq!(f.meta().read().usage().unwrap(), (3, 2));
+    // The rest go when theirs is up, or at unmount.
+    fs.unlink(ROOT_INO, b"target").unwrap();
+    assert_eq!(f.objects(&fs), 1);
+    fs.purge_ghosts(false).unwrap();
+    assert_eq!(f.objects(&fs), 1, "not due yet");
+    std::thread::sleep(ghosts::GRACE);
+    fs.purge_ghosts(false).unwrap();
+    assert_eq!(f.objects(&fs), 0);
+    assert_eq!(f.meta().read().usage().unwrap(), (0, 1));
+}
+
+#[test]
+fn a_crashed_mounts_ghosts_are_deleted_without_counting_twice() {
+    let f = Fixture::new();
+    {
+        let (fs, s) = f.core(false);
+        file(&fs, ROOT_INO, "gone", b"0123456789");
+        file(&fs, ROOT_INO, "kept", b"abc");
+        fs.unlink(ROOT_INO, b"gone").unwrap();
+        // The daemon dies: no shutdown; its session lock goes with it.
+        std::mem::forget(fs);
+        drop(s);
+    }
+    let (fs, _s) = f.core(false);
+    assert_eq!(f.meta().read().usage().unwrap(), (3, 2));
+    assert_eq!(f.objects(&fs), 1);
+    assert!(f.meta().read().all_ghosts().unwrap().is_empty());
 }
