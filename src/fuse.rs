@@ -35,19 +35,26 @@ const TTL: Duration = Duration::from_secs(1);
 
 /// Each open starts from a fresh page cache, so every byte a tenant reads reaches the daemon
 /// and is metered: `FOPEN_KEEP_CACHE` would serve re-reads (and reads of data just written)
-/// from the kernel, unbilled. (`FUSE_AUTO_INVAL_DATA` would add nothing: while a file is
-/// open here the core reports its attributes as of the open, so the kernel never sees
-/// another mount's change to them.)
+/// from the kernel, unbilled. The size the core reports for an open file is its content's
+/// (other mounts' writes included), and a change of size drops the kernel's cached pages, so
+/// a follower sees a file grow. (`FUSE_AUTO_INVAL_DATA` stays off: it would also drop them at
+/// each change of mtime, this mount's own writes included.)
 const OPEN_FLAGS: FopenFlags = FopenFlags::empty();
 
 /// A read-only handle has nothing to write back when it is closed, so the kernel is told not
 /// to send FLUSH for it: `cat`, `grep` and `git status` save a round trip on every file.
-fn open_flags(read_only: bool) -> FopenFlags {
-    if read_only {
-        OPEN_FLAGS | FopenFlags::FOPEN_NOFLUSH
-    } else {
-        OPEN_FLAGS
+/// An `O_APPEND` handle bypasses the page cache: the daemon puts each append at the
+/// content's true end, which another mount may have moved, and the kernel would otherwise
+/// cache the data at the end it believed.
+fn open_flags(flags: i32) -> FopenFlags {
+    let mut f = OPEN_FLAGS;
+    if flags & libc::O_ACCMODE == libc::O_RDONLY {
+        f |= FopenFlags::FOPEN_NOFLUSH;
     }
+    if flags & libc::O_APPEND != 0 && flags & libc::O_ACCMODE != libc::O_RDONLY {
+        f |= FopenFlags::FOPEN_DIRECT_IO;
+    }
+    f
 }
 
 /// How long a write open waits for passthrough readers' releases before `ETXTBSY`.
@@ -128,7 +135,8 @@ impl FuseFs {
     /// open of a file open for passthrough waits a moment before it is refused: the kernel
     /// sends a release after `close` returns, so a writer opening right after a reader
     /// closed may arrive while another thread still handles that release.
-    fn opened(&self, ino: Ino, fh: u64, read_only: bool, reply: ReplyOpen) {
+    fn opened(&self, ino: Ino, fh: u64, flags: i32, reply: ReplyOpen) {
+        let read_only = flags & libc::O_ACCMODE == libc::O_RDONLY;
         let give_up = Instant::now() + RELEASE_WAIT;
         let mut io = self.io.lock();
         loop {
@@ -144,9 +152,9 @@ impl FuseFs {
             };
             match io.open(ino, fh, read_only, register) {
                 Ok((Io::Passthrough, Some(id))) => {
-                    return reply.opened_passthrough(FileHandle(fh), open_flags(read_only), id);
+                    return reply.opened_passthrough(FileHandle(fh), open_flags(flags), id);
                 }
-                Ok(_) => return reply.opened(FileHandle(fh), open_flags(read_only)),
+                Ok(_) => return reply.opened(FileHandle(fh), open_flags(flags)),
                 Err(Busy) if Instant::now() < give_up => {
                     self.released.wait_until(&mut io, give_up);
                 }
@@ -301,6 +309,8 @@ impl Filesystem for FuseFs {
             | InitFlags::FUSE_READDIRPLUS_AUTO
             | InitFlags::FUSE_PARALLEL_DIROPS
             | InitFlags::FUSE_CACHE_SYMLINKS
+            // O_APPEND handles use direct I/O; this keeps them mmap-able.
+            | InitFlags::FUSE_DIRECT_IO_ALLOW_MMAP
             // We clear set-ID bits ourselves, so the kernel marks files S_NOSEC and stops
             // asking for security.capability before every write (a round trip each).
             | InitFlags::FUSE_HANDLE_KILLPRIV_V2;
@@ -509,9 +519,8 @@ impl Filesystem for FuseFs {
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         let ino = ino!(self, ino, reply);
-        let read_only = flags.0 & libc::O_ACCMODE == libc::O_RDONLY;
         answer!("open", reply, self.core().open(ino, flags.0), |fh| self
-            .opened(ino, fh, read_only, reply))
+            .opened(ino, fh, flags.0, reply))
     }
 
     fn read(
@@ -779,7 +788,7 @@ impl Filesystem for FuseFs {
                 &self.attr(&a),
                 Generation(0),
                 FileHandle(fh),
-                OPEN_FLAGS,
+                open_flags(flags),
             )
         })
     }

@@ -540,23 +540,16 @@ impl Tx<'_> {
         Ok(self.conn.last_insert_rowid() as Ino)
     }
 
-    /// Writes every attribute of an existing inode.
+    /// Writes the attributes setattr changes (mode, owner, times) of an existing inode. Size
+    /// and link count have their own statements, which keep usage and quotas in step.
     pub fn update_inode(&self, a: &Attr) -> rusqlite::Result<()> {
         cached(
             self.conn,
-            "UPDATE inodes SET perm = ?2, nlink = ?3, uid = ?4, gid = ?5, size = ?6,
-                        atime = ?7, mtime = ?8, ctime = ?9 WHERE ino = ?1",
+            "UPDATE inodes SET perm = ?2, uid = ?3, gid = ?4, atime = ?5, mtime = ?6, ctime = ?7
+             WHERE ino = ?1",
         )?
         .execute(params![
-            a.ino,
-            a.perm,
-            a.nlink,
-            a.uid,
-            a.gid,
-            a.size as i64,
-            a.atime,
-            a.mtime,
-            a.ctime
+            a.ino, a.perm, a.uid, a.gid, a.atime, a.mtime, a.ctime
         ])?;
         Ok(())
     }
@@ -754,6 +747,12 @@ impl Tx<'_> {
         ] {
             cached(self.conn, sql)?.execute([ino])?;
         }
+        Ok(())
+    }
+
+    /// Records that an object is to be deleted (its inode is gone).
+    pub fn mark_gc(&self, ino: Ino) -> rusqlite::Result<()> {
+        cached(self.conn, "INSERT OR IGNORE INTO gc(ino) VALUES (?1)")?.execute([ino])?;
         Ok(())
     }
 

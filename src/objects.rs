@@ -6,10 +6,11 @@
 //! nothing that was acknowledged.
 
 use std::fs::{self, File};
-use std::io;
+use std::io::{self, Seek, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::PathBuf;
+use std::sync::OnceLock;
 
 use crate::fs::types::Ino;
 
@@ -18,6 +19,9 @@ pub trait Object: Send + Sync {
     /// Reads up to `buf.len()` bytes at `offset`; returns how many were read (0 at the end).
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize>;
     fn write_all_at(&self, data: &[u8], offset: u64) -> io::Result<()>;
+    /// Writes `data` at the object's end as it is at that moment, atomically against every
+    /// other writer of the object (other mounts' included); returns where the data ends.
+    fn append(&self, data: &[u8]) -> io::Result<u64>;
     fn set_len(&self, len: u64) -> io::Result<()>;
     fn size(&self) -> io::Result<u64>;
     fn sync_data(&self) -> io::Result<()>;
@@ -80,7 +84,12 @@ impl LocalObjects {
     }
 }
 
-struct LocalObject(File);
+struct LocalObject {
+    file: File,
+    /// An `O_APPEND` descriptor of the same file, made at the first append: the kernel
+    /// places each of its writes at the end under the inode lock.
+    appender: OnceLock<File>,
+}
 
 impl ObjectStore for LocalObjects {
     fn open(&self, ino: Ino, create: bool) -> io::Result<Option<Box<dyn Object>>> {
@@ -99,7 +108,10 @@ impl ObjectStore for LocalObjects {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(e),
         };
-        Ok(Some(Box::new(LocalObject(file))))
+        Ok(Some(Box::new(LocalObject {
+            file,
+            appender: OnceLock::new(),
+        })))
     }
 
     fn remove(&self, ino: Ino) -> io::Result<()> {
@@ -130,7 +142,7 @@ impl Object for LocalObject {
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
         let mut done = 0;
         while done < buf.len() {
-            match self.0.read_at(&mut buf[done..], offset + done as u64) {
+            match self.file.read_at(&mut buf[done..], offset + done as u64) {
                 Ok(0) => break,
                 Ok(n) => done += n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -141,28 +153,45 @@ impl Object for LocalObject {
     }
 
     fn write_all_at(&self, data: &[u8], offset: u64) -> io::Result<()> {
-        self.0.write_all_at(data, offset)
+        self.file.write_all_at(data, offset)
+    }
+
+    fn append(&self, data: &[u8]) -> io::Result<u64> {
+        if self.appender.get().is_none() {
+            // A new open file description of the same file, so its offset is its own.
+            let fd = format!("/proc/self/fd/{}", self.file.as_raw_fd());
+            let f = File::options()
+                .append(true)
+                .custom_flags(libc::O_CLOEXEC)
+                .open(fd)?;
+            let _ = self.appender.set(f);
+        }
+        let mut f = self.appender.get().expect("set above");
+        f.write_all(data)?;
+        // The offset after an O_APPEND write is where it ended; the caller serializes this
+        // object's appends, so no other write on this descriptor moved it since.
+        f.stream_position()
     }
 
     fn set_len(&self, len: u64) -> io::Result<()> {
-        self.0.set_len(len)
+        self.file.set_len(len)
     }
 
     fn size(&self) -> io::Result<u64> {
-        Ok(self.0.metadata()?.len())
+        Ok(self.file.metadata()?.len())
     }
 
     fn sync_data(&self) -> io::Result<()> {
-        self.0.sync_data()
+        self.file.sync_data()
     }
 
     fn allocate(&self, mode: i32, offset: u64, len: u64) -> io::Result<()> {
         let (Ok(offset), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else {
             return Err(io::Error::from_raw_os_error(libc::EFBIG));
         };
-        // SAFETY: fallocate only reads its integer arguments; the fd is owned by self.0
+        // SAFETY: fallocate only reads its integer arguments; the fd is owned by self.file
         // and stays open for the duration of the call.
-        let rc = unsafe { libc::fallocate(self.0.as_raw_fd(), mode, offset, len) };
+        let rc = unsafe { libc::fallocate(self.file.as_raw_fd(), mode, offset, len) };
         if rc == 0 {
             Ok(())
         } else {
@@ -171,6 +200,6 @@ impl Object for LocalObject {
     }
 
     fn local_fd(&self) -> Option<BorrowedFd<'_>> {
-        Some(self.0.as_fd())
+        Some(self.file.as_fd())
     }
 }

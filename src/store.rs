@@ -332,7 +332,14 @@ fn recover(store: &Store, tenant: &TenantId, dir: &Path, me: &str, meta: &mut Me
             // What it held goes back before sizes settle, so growth is counted once.
             crate::quota::release_session(tx, session)?;
             for &(ino, len) in &lengths {
-                if let Some(a) = tx.inode(ino)? {
+                let Some(a) = tx.inode(ino)? else {
+                    // Made after another mount deleted the inode: nobody else deletes it.
+                    if len.is_some() {
+                        tx.mark_gc(ino)?;
+                    }
+                    continue;
+                };
+                {
                     let len = len.unwrap_or(0);
                     // A ghost's size no longer counts.
                     if len != a.size && tx.set_size(ino, len, a.mtime, a.ctime)? {

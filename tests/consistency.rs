@@ -130,3 +130,134 @@ fn opens_racing_atomic_saves_always_open_the_old_or_the_new_file() {
     drop((a, b));
     env.fsck_clean("acme");
 }
+
+/// Appends `lines` JSON lines tagged `who` to `path` with `O_APPEND`, one descriptor for all
+/// of them (`long_lived`) or one per line.
+fn append_lines(path: &std::path::Path, who: &str, lines: usize, long_lived: bool) {
+    let open = || {
+        fs::File::options()
+            .append(true)
+            .create(true)
+            .open(path)
+            .unwrap()
+    };
+    let mut f = open();
+    for i in 0..lines {
+        if !long_lived {
+            f = open();
+        }
+        let line = format!(
+            "{{\"who\":\"{who}\",\"n\":{i},\"pad\":\"{}\"}}\n",
+            "x".repeat(i % 50)
+        );
+        f.write_all(line.as_bytes()).unwrap();
+    }
+}
+
+/// Every line two writers appended, whole and once each.
+fn check_lines(content: &str, lines: usize) {
+    let mut seen = std::collections::HashSet::new();
+    for l in content.lines() {
+        assert!(
+            l.starts_with("{\"who\":\"") && l.ends_with("\"}"),
+            "torn line {l:?}"
+        );
+        assert!(seen.insert(l.to_string()), "line twice: {l:?}");
+    }
+    assert_eq!(seen.len(), 2 * lines, "lines lost");
+}
+
+#[test]
+fn appends_from_two_mounts_all_land_whole() {
+    let host = tempfile::tempdir().unwrap();
+    let env = Env::new();
+    let a = env.mounted_tenant("acme", "a");
+    let b = env.mounted_tenant_again("b");
+    for long_lived in [false, true] {
+        let name = format!("log-{long_lived}.jsonl");
+        let (pa, pb) = (a.p(&name), b.p(&name));
+        fs::write(&pa, b"").unwrap();
+        std::thread::scope(|s| {
+            s.spawn(|| append_lines(&pa, "a", 500, long_lived));
+            s.spawn(|| append_lines(&pb, "b", 500, long_lived));
+        });
+        check_lines(&fs::read_to_string(&pa).unwrap(), 500);
+        check_lines(&fs::read_to_string(&pb).unwrap(), 500);
+        // The same on the host's disk.
+        let ph = host.path().join(&name);
+        std::thread::scope(|s| {
+            s.spawn(|| append_lines(&ph, "a", 500, long_lived));
+            s.spawn(|| append_lines(&ph, "b", 500, long_lived));
+        });
+        check_lines(&fs::read_to_string(&ph).unwrap(), 500);
+        assert_eq!(
+            fs::metadata(&pa).unwrap().len(),
+            fs::metadata(&ph).unwrap().len()
+        );
+    }
+    // An O_APPEND descriptor (direct I/O) can still be mapped shared, as on a local disk.
+    let mapped = "import mmap; f = open('log-true.jsonl', 'a+b'); \
+                  m = mmap.mmap(f.fileno(), 0); print(m[:8].decode())";
+    assert_eq!(
+        common::sh(&a.path, &format!("python3 -c \"{mapped}\"")).trim(),
+        "{\"who\":\""
+    );
+    drop((a, b));
+    env.fsck_clean("acme");
+}
+
+#[test]
+fn tail_f_in_one_mount_follows_appends_made_in_another() {
+    use std::io::{BufRead, BufReader};
+    use std::time::{Duration, Instant};
+    let env = Env::new();
+    let a = env.mounted_tenant("acme", "a");
+    let b = env.mounted_tenant_again("b");
+    fs::write(a.p("app.log"), b"start\n").unwrap();
+    for follow in ["-f", "-F"] {
+        let mut tail = std::process::Command::new("tail")
+            .args([follow, "-s", "0.2", "-n", "+1"])
+            .arg(b.p("app.log"))
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let out = tail.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for l in BufReader::new(out).lines() {
+                if tx.send((l.unwrap(), Instant::now())).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut log = fs::File::options()
+            .append(true)
+            .open(a.p("app.log"))
+            .unwrap();
+        let mut late = Duration::ZERO;
+        let mut waiting = |want: &str, since: Instant| loop {
+            let (l, at) = rx
+                .recv_timeout(Duration::from_secs(5))
+                .expect("tail saw the line");
+            if l == want {
+                late = late.max(at - since);
+                break;
+            }
+        };
+        waiting("start", Instant::now());
+        for i in 0..12 {
+            let line = format!("{follow} line {i}");
+            let at = Instant::now();
+            writeln!(log, "{line}").unwrap();
+            waiting(&line, at);
+        }
+        tail.kill().unwrap();
+        tail.wait().unwrap();
+        assert!(
+            late < Duration::from_secs(2),
+            "a line took {late:?} to show"
+        );
+    }
+    drop((a, b));
+    env.fsck_clean("acme");
+}

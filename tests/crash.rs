@@ -149,7 +149,23 @@ fn kill_9_at_random_moments_loses_nothing_fsynced() {
             w.join().unwrap();
         }
         assert!(wait_until(Duration::from_secs(5), || fs::metadata(&m.path).is_err()).is_some());
-        let out = m.umount();
+        // On a loaded machine the killed daemon can take a while to let go of the mount:
+        // wait until it is gone (or a zombie), then retry an unmount that finds it busy.
+        let dead = || {
+            fs::read_to_string(format!("/proc/{}/stat", m.pid)).map_or(true, |st| {
+                st.rsplit(") ").next().is_some_and(|f| f.starts_with('Z'))
+            })
+        };
+        assert!(
+            wait_until(Duration::from_secs(30), dead).is_some(),
+            "the daemon outlived SIGKILL"
+        );
+        let mut out = m.umount();
+        let start = std::time::Instant::now();
+        while !out.status.success() && start.elapsed() < Duration::from_secs(30) {
+            std::thread::sleep(Duration::from_millis(100));
+            out = m.umount();
+        }
         assert!(
             out.status.success(),
             "{}",

@@ -78,6 +78,9 @@ struct FileState {
     dirty: bool,
     /// Bytes held against the byte limit for growth past `db_size`.
     reserved: u64,
+    /// Another mount deleted the inode after this mount made its object: the object is
+    /// this mount's to delete at the last release.
+    lost: bool,
 }
 
 /// Bytes a file reserves at a time against a byte limit (more when one write needs more).
@@ -401,17 +404,44 @@ impl TenantFs {
         if a.kind != Kind::File {
             return a;
         }
-        if let Some(e) = self.open.lock().get(&a.ino) {
-            *e.obj.last.lock() = a.clone();
-            let st = e.obj.st.lock();
-            a.size = st.size;
-            a.mtime = st.mtime;
-            a.ctime = st.ctime;
-            if e.obj.orphan.load(Ordering::Relaxed) {
+        let obj = self.open.lock().get(&a.ino).map(|e| e.obj.clone());
+        if let Some(obj) = obj {
+            *obj.last.lock() = a.clone();
+            let st = obj.st.lock();
+            a.size = self.live_size(&obj, &st);
+            // Until this mount's changes are written back they are the newest; after that
+            // the database has them, and any other mount's since.
+            if st.dirty {
+                a.mtime = st.mtime;
+                a.ctime = st.ctime;
+            }
+            if obj.orphan.load(Ordering::Relaxed) {
                 a.nlink = 0;
             }
         }
         a
+    }
+
+    /// The size of an open file as its content has it now, other mounts' writes included
+    /// (so `tail -f` in one mount follows appends made in another), or as this mount knows
+    /// it when the content cannot say. Objects are as long as their files: every change of
+    /// size changes the object with it.
+    fn live_size(&self, obj: &OpenObject, st: &FileState) -> u64 {
+        match self.content(obj) {
+            Some(d) => d.size().unwrap_or(st.size),
+            None => st.size,
+        }
+    }
+
+    /// The object of an open file, if it has one: another mount may have made it since the
+    /// open.
+    fn content<'a>(&self, obj: &'a OpenObject) -> Option<&'a dyn Object> {
+        if obj.data.get().is_none()
+            && let Ok(Some(o)) = self.objects.open(obj.ino, false)
+        {
+            let _ = obj.data.set(o);
+        }
+        obj.data.get().map(|d| d.as_ref())
     }
 
     // ---- names and attributes -------------------------------------------------------------
@@ -433,7 +463,7 @@ impl TenantFs {
         if let Some(obj) = file {
             let mut a = obj.last.lock().clone();
             let st = obj.st.lock();
-            a.size = st.size;
+            a.size = self.live_size(&obj, &st);
             a.mtime = st.mtime;
             a.ctime = st.ctime;
             a.nlink = 0;
@@ -523,9 +553,8 @@ impl TenantFs {
             if let Some(t) = set.atime {
                 a.atime = at(t);
             }
-            if let Some(st) = &st {
+            if let Some(st) = st.as_ref().filter(|st| st.dirty) {
                 a.mtime = st.mtime;
-                a.size = st.db_size;
             }
             if let Some(t) = set.mtime {
                 a.mtime = at(t);
@@ -1169,6 +1198,7 @@ impl TenantFs {
                 ctime: a.ctime,
                 dirty: false,
                 reserved: 0,
+                lost: false,
             }),
             orphan: AtomicBool::new(false),
             setid: AtomicBool::new(setid_cleared(a.perm) != a.perm),
@@ -1202,7 +1232,7 @@ impl TenantFs {
         let mut deleted = false;
         if st.dirty || orphan || st.reserved > 0 {
             deleted = self.transact(|tx| {
-                self.write_back(tx, obj.ino, &mut st)?;
+                self.write_back(tx, &obj, &mut st)?;
                 self.unreserve(tx, obj.ino, &mut st)?;
                 // The database decides: a removal that rolled back left it linked.
                 let gone = orphan && tx.inode(obj.ino)?.is_some_and(|a| a.nlink == 0);
@@ -1213,6 +1243,7 @@ impl TenantFs {
             })?;
         }
         let size = st.size;
+        let deleted = deleted || st.lost;
         drop(st);
         drop(open);
         if deleted {
@@ -1225,18 +1256,37 @@ impl TenantFs {
         Ok(())
     }
 
-    /// Records live size and times in the database; growth moves from reserved to used.
-    fn write_back(&self, tx: &Tx<'_>, ino: Ino, st: &mut FileState) -> FsResult<()> {
+    /// Records live size and times in the database; growth moves from reserved to used. The
+    /// size is the object's (other mounts' appends included), and usage changes by how far it
+    /// is from the size the database has now, so usage stays exact whoever wrote last.
+    fn write_back(&self, tx: &Tx<'_>, obj: &OpenObject, st: &mut FileState) -> FsResult<()> {
         if !st.dirty {
             return Ok(());
         }
-        // Another mount may have deleted the inode; then there is nothing left to count.
-        let dirs = if tx.set_size(ino, st.size, st.mtime, st.ctime)? {
-            quota::add_usage(tx, ino, st.size as i64 - st.db_size as i64, 0)?
-        } else {
-            Vec::new()
-        };
-        let consumed = st.size.saturating_sub(st.db_size).min(st.reserved);
+        if let Some(d) = obj.data.get() {
+            st.size = d.size()?;
+        }
+        let ino = obj.ino;
+        let was = tx.inode(ino)?.map(|a| a.size);
+        let mut dirs = Vec::new();
+        match was {
+            // A ghost's size counts no more.
+            Some(was) if tx.set_size(ino, st.size, st.mtime, st.ctime)? => {
+                dirs = quota::add_usage(tx, ino, st.size as i64 - was as i64, 0)?;
+            }
+            Some(_) => {}
+            // Another mount deleted it; an object made here since is ours to delete.
+            None => {
+                if obj.data.get().is_some() {
+                    tx.mark_gc(ino)?;
+                    st.lost = true;
+                }
+            }
+        }
+        let consumed = st
+            .size
+            .saturating_sub(was.unwrap_or(st.db_size).max(st.db_size))
+            .min(st.reserved);
         quota::hold_in(tx, ino, &self.session, -(consumed as i64), &dirs)?;
         st.reserved -= consumed;
         st.db_size = st.size;
@@ -1289,7 +1339,7 @@ impl TenantFs {
         let mut st = obj.st.lock();
         if st.dirty || st.reserved > 0 {
             self.transact(|tx| {
-                self.write_back(tx, obj.ino, &mut st)?;
+                self.write_back(tx, obj, &mut st)?;
                 self.unreserve(tx, obj.ino, &mut st)
             })?;
         }
@@ -1332,7 +1382,7 @@ impl TenantFs {
         st.mtime = now;
         st.ctime = now;
         st.dirty = true;
-        self.transact(|tx| self.write_back(tx, obj.ino, &mut st))
+        self.transact(|tx| self.write_back(tx, obj, &mut st))
     }
 
     pub fn open(&self, ino: Ino, flags: i32) -> FsResult<u64> {
@@ -1431,6 +1481,7 @@ impl TenantFs {
                 ctime: a.ctime,
                 dirty: false,
                 reserved: 0,
+                lost: false,
             }),
             orphan: AtomicBool::new(false),
             setid: AtomicBool::new(setid_cleared(a.perm) != a.perm),
@@ -1453,15 +1504,17 @@ impl TenantFs {
         let h = self.handle(fh)?;
         // Re-checked on every read: a revoked grant reaches descriptors opened before it.
         self.need_now(h.obj.ino, Rights::R, "read")?;
-        let len = {
-            let st = h.obj.st.lock();
-            st.size.saturating_sub(offset).min(u64::from(size)) as usize
+        // The object is as long as the file, and has what other mounts wrote since the open
+        // (a file without one is empty).
+        let buf = match self.content(&h.obj) {
+            Some(data) => {
+                let mut buf = vec![0u8; size as usize];
+                let n = data.read_at(&mut buf, offset)?;
+                buf.truncate(n);
+                buf
+            }
+            None => Vec::new(),
         };
-        let mut buf = vec![0u8; len];
-        if let (true, Some(data)) = (len > 0, h.obj.data.get()) {
-            // Past the object's end reads as zeros, like a hole.
-            data.read_at(&mut buf, offset)?;
-        }
         self.meter
             .bytes_read
             .fetch_add(buf.len() as u64, Ordering::Relaxed);
@@ -1478,7 +1531,14 @@ impl TenantFs {
         self.need_now(h.obj.ino, Rights::W, "write")?;
         let obj = &h.obj;
         let mut st = obj.st.lock();
-        let offset = if h.append { st.size } else { offset };
+        // Appends go where the content ends, wherever another mount has taken it; this is
+        // where it ends now, for the quota (the append itself lands at the true end).
+        let offset = if h.append {
+            self.mark(obj)?;
+            self.data(obj)?.size()?
+        } else {
+            offset
+        };
         let mut end = offset
             .checked_add(data.len() as u64)
             .filter(|&e| e <= i64::MAX as u64)
@@ -1492,7 +1552,11 @@ impl TenantFs {
         }
         let data = &data[..(end - offset) as usize];
         self.mark(obj)?;
-        self.data(obj)?.write_all_at(data, offset)?;
+        if h.append {
+            end = self.data(obj)?.append(data)?;
+        } else {
+            self.data(obj)?.write_all_at(data, offset)?;
+        }
         let now = now_nanos();
         st.size = st.size.max(end);
         st.mtime = now;
