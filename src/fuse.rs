@@ -17,8 +17,8 @@ use std::time::{Duration, Instant, SystemTime};
 use fuser::{
     BackingId, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo,
     InitFlags, KernelConfig, LockOwner, Notifier, OpenFlags, ReplyAttr, ReplyCreate, ReplyData,
-    ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite,
-    ReplyXattr, Request, TimeOrNow, WriteFlags,
+    ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyLseek, ReplyOpen, ReplyStatfs,
+    ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 use parking_lot::{Condvar, Mutex};
 
@@ -388,6 +388,7 @@ impl Filesystem for FuseFs {
             // FUSE does not pass FATTR_KILL_SUIDGID through fuser; root stands for the
             // callers that hold CAP_FSETID.
             drop_setid: req.uid() != 0,
+            caller: ctx(req),
         };
         answer!("setattr", reply, self.core().setattr(ino, set), |a| reply
             .attr(&TTL, &self.attr(&a)))
@@ -541,7 +542,7 @@ impl Filesystem for FuseFs {
 
     fn write(
         &self,
-        _req: &Request,
+        req: &Request,
         _ino: INodeNo,
         fh: FileHandle,
         offset: u64,
@@ -552,7 +553,7 @@ impl Filesystem for FuseFs {
         reply: ReplyWrite,
     ) {
         if write_flags.contains(WriteFlags::FUSE_WRITE_KILL_SUIDGID)
-            && let Err(e) = self.core().clear_setid_for_write(fh.0)
+            && let Err(e) = self.core().clear_setid_for_write(fh.0, &ctx(req))
         {
             return reply.error(fail("write", e));
         }
@@ -842,6 +843,30 @@ impl Filesystem for FuseFs {
 
     fn bmap(&self, _req: &Request, _ino: INodeNo, _bs: u32, _idx: u64, reply: fuser::ReplyBmap) {
         reply.error(Errno::ENOSYS);
+    }
+
+    /// Only `SEEK_DATA` and `SEEK_HOLE` reach the daemon; the kernel answers the rest.
+    fn lseek(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: i64,
+        whence: i32,
+        reply: ReplyLseek,
+    ) {
+        let Ok(offset) = u64::try_from(offset) else {
+            return reply.error(Errno::ENXIO);
+        };
+        if whence != libc::SEEK_DATA && whence != libc::SEEK_HOLE {
+            return reply.error(Errno::EINVAL);
+        }
+        answer!(
+            "lseek",
+            reply,
+            self.core().seek_data_hole(fh.0, offset, whence),
+            |at| reply.offset(at as i64)
+        )
     }
 
     fn fallocate(

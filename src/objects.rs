@@ -25,6 +25,9 @@ pub trait Object: Send + Sync {
     fn set_len(&self, len: u64) -> io::Result<()>;
     fn size(&self) -> io::Result<u64>;
     fn sync_data(&self) -> io::Result<()>;
+    /// The next offset at or after `offset` that holds data (`SEEK_DATA`) or starts a hole
+    /// (`SEEK_HOLE`, the end counting as one); `ENXIO` past the end or when no data follows.
+    fn seek(&self, offset: u64, whence: i32) -> io::Result<u64>;
     /// fallocate(2) with its `mode` flags (keep size, punch hole, zero range).
     fn allocate(&self, mode: i32, offset: u64, len: u64) -> io::Result<()>;
     /// The local file behind the object, where there is one (for copy_file_range).
@@ -199,7 +202,25 @@ impl Object for LocalObject {
         }
     }
 
+    fn seek(&self, offset: u64, whence: i32) -> io::Result<u64> {
+        let Ok(offset) = i64::try_from(offset) else {
+            return Err(io::Error::from_raw_os_error(libc::ENXIO));
+        };
+        // Moving this descriptor's offset is harmless: all its I/O is positioned.
+        let at =
+            nix::unistd::lseek(&self.file, offset, whence_of(whence)?).map_err(io::Error::from)?;
+        Ok(at as u64)
+    }
+
     fn local_fd(&self) -> Option<BorrowedFd<'_>> {
         Some(self.file.as_fd())
+    }
+}
+
+fn whence_of(whence: i32) -> io::Result<nix::unistd::Whence> {
+    match whence {
+        libc::SEEK_DATA => Ok(nix::unistd::Whence::SeekData),
+        libc::SEEK_HOLE => Ok(nix::unistd::Whence::SeekHole),
+        _ => Err(io::Error::from_raw_os_error(libc::EINVAL)),
     }
 }

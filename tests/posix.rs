@@ -702,3 +702,86 @@ fn renaming_over_an_open_directory_keeps_its_descriptor_working() {
     drop(m);
     env.fsck_clean("acme");
 }
+
+/// The mode of a root-owned 2666 file (group `gid`) in `dir` after each of a write, an
+/// allocation, a punched hole and a zeroed range by `nobody`.
+fn sgid_after_changes_by_nobody(dir: &Path, gid: u32) -> Vec<(String, u32)> {
+    let f = dir.join("sgid");
+    let mut seen = Vec::new();
+    for op in [
+        "echo more >> sgid",
+        "fallocate -l 64k sgid",
+        "fallocate -p -o 0 -l 4k sgid",
+        "fallocate -z -o 4k -l 4k sgid",
+    ] {
+        fs::write(&f, b"data\n").unwrap();
+        std::os::unix::fs::chown(&f, Some(0), Some(gid)).unwrap();
+        fs::set_permissions(&f, fs::Permissions::from_mode(0o2666)).unwrap();
+        nobody_in(dir, op);
+        seen.push((op.to_string(), fs::metadata(&f).unwrap().mode() & 0o7777));
+    }
+    seen
+}
+
+#[test]
+fn set_group_id_goes_at_writes_and_fallocate_by_callers_outside_the_group_as_on_linux_6_2() {
+    let host = tempfile::tempdir_in("/var/tmp").unwrap();
+    fs::set_permissions(host.path(), fs::Permissions::from_mode(0o777)).unwrap();
+    let env = Env::new();
+    env.tenant("acme");
+    let (key, _) = env.key("acme", "user:alice", &[]);
+    let m = env.mount("m", &key, &["--allow-other"]);
+    fs::set_permissions(&m.path, fs::Permissions::from_mode(0o777)).unwrap();
+    // Outside the file's group (root), and in it (nobody's own group).
+    for (gid, want) in [(0, 0o666), (65534, 0o2666)] {
+        let native = sgid_after_changes_by_nobody(host.path(), gid);
+        assert!(
+            native.iter().all(|(_, mode)| *mode == want),
+            "native: {native:?}"
+        );
+        assert_eq!(sgid_after_changes_by_nobody(&m.path, gid), native);
+    }
+}
+
+/// Where `SEEK_DATA` and `SEEK_HOLE` land in sparse files made in `dir` (offsets, or the
+/// errno), for files with one hole, no data at all, and no content.
+fn holes_in(dir: &Path) -> Vec<Result<i64, i32>> {
+    use nix::unistd::{Whence, lseek};
+    let sparse = dir.join("sparse");
+    let f = File::create(&sparse).unwrap();
+    f.set_len(1 << 20).unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&f, &[7u8; 4096], 512 << 10).unwrap();
+    drop(f);
+    File::create(dir.join("hole"))
+        .unwrap()
+        .set_len(1 << 20)
+        .unwrap();
+    File::create(dir.join("empty")).unwrap();
+    let mut out = Vec::new();
+    for (name, offset, whence) in [
+        ("sparse", 0, Whence::SeekData),
+        ("sparse", 0, Whence::SeekHole),
+        ("sparse", 512 << 10, Whence::SeekHole),
+        ("sparse", 600 << 10, Whence::SeekData),
+        ("sparse", 1 << 20, Whence::SeekHole),
+        ("hole", 0, Whence::SeekData),
+        ("hole", 4096, Whence::SeekHole),
+        ("empty", 0, Whence::SeekHole),
+    ] {
+        let f = File::open(dir.join(name)).unwrap();
+        out.push(lseek(&f, offset, whence).map_err(|e| e as i32));
+    }
+    out
+}
+
+#[test]
+fn seek_data_and_seek_hole_find_the_holes_as_on_the_host() {
+    let host = tempfile::tempdir_in("/var/tmp").unwrap();
+    let native = holes_in(host.path());
+    assert_eq!(native[0], Ok(512 << 10), "the host's disk keeps holes");
+    let env = Env::new();
+    let m = env.mounted_tenant("acme", "m");
+    assert_eq!(holes_in(&m.path), native);
+    // cp finds the holes too, when it looks for them.
+    common::sh(&m.path, "cp --sparse=always sparse copy && cmp sparse copy");
+}

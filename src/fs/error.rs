@@ -49,6 +49,8 @@ pub enum FsError {
     Revoked,
     #[error("the mount's key expired")]
     Expired,
+    #[error("no data or hole at or past that offset")]
+    NoSuchOffset,
     #[error("internal error: the operation panicked (see the log)")]
     Panicked,
     #[error("object store: {0}")]
@@ -84,6 +86,7 @@ impl FsError {
             FsError::Busy => libc::EBUSY,
             FsError::Revoked => libc::EKEYREVOKED,
             FsError::Expired => libc::EKEYEXPIRED,
+            FsError::NoSuchOffset => libc::ENXIO,
             FsError::Panicked => libc::EIO,
             FsError::Io(e) => match e.raw_os_error() {
                 Some(code) if code > 0 => code,

@@ -18,6 +18,7 @@ pub mod access;
 mod dirs;
 pub mod error;
 mod ghosts;
+mod setid;
 pub mod throttle;
 pub mod types;
 
@@ -61,7 +62,7 @@ struct OpenObject {
     /// Unlinked while open: delete at last release. Atomic so unlink can set it while
     /// holding `meta` without taking `st` (lock order).
     orphan: AtomicBool,
-    /// The file has bits a write by an unprivileged caller must clear (see [`setid_cleared`]),
+    /// The file has bits a write by an unprivileged caller must clear (see [`setid`]),
     /// as of the open or this mount's last change of its mode.
     setid: AtomicBool,
     /// Its attributes as last read from the database, for `fstat` and `ftruncate` once
@@ -537,8 +538,11 @@ impl TenantFs {
             if let Some(mode) = set.mode {
                 a.perm = (mode & 0o7777) as u16;
             }
-            if clear_setid && a.kind != Kind::Dir {
-                a.perm = setid_cleared(a.perm);
+            if clear_setid && a.kind != Kind::Dir && setid::has_setid(a.perm) {
+                // A chown keeps set-group-ID as before unless the group may execute; a
+                // truncate and the kernel's kill request follow the caller's groups.
+                let in_group = chown || setid::in_group(&set.caller, a.gid);
+                a.perm = setid::dropped(a.perm, in_group);
             }
             if let Some(uid) = set.uid {
                 a.uid = uid;
@@ -569,8 +573,7 @@ impl TenantFs {
         }
         drop(st);
         if let Some(obj) = &obj {
-            obj.setid
-                .store(setid_cleared(a.perm) != a.perm, Ordering::Relaxed);
+            obj.setid.store(setid::has_setid(a.perm), Ordering::Relaxed);
         }
         self.present(a)
     }
@@ -1166,6 +1169,7 @@ impl TenantFs {
                 st.db_size = a.size;
                 st.mtime = a.mtime;
                 st.ctime = a.ctime;
+                *obj.last.lock() = a;
             }
             drop(st);
             e.refs += 1;
@@ -1201,7 +1205,7 @@ impl TenantFs {
                 lost: false,
             }),
             orphan: AtomicBool::new(false),
-            setid: AtomicBool::new(setid_cleared(a.perm) != a.perm),
+            setid: AtomicBool::new(setid::has_setid(a.perm)),
             last: Mutex::new(a),
         });
         open.insert(
@@ -1400,7 +1404,7 @@ impl TenantFs {
         };
         self.need_now(ino, want, "open")?;
         let obj = self.acquire(ino, write)?;
-        Ok(self.new_handle(obj, write, flags & libc::O_APPEND != 0))
+        Ok(self.new_handle(obj, write, flags))
     }
 
     /// The object file a read-only handle may read straight through the kernel (FUSE
@@ -1424,11 +1428,14 @@ impl TenantFs {
         data.local_fd()?.try_clone_to_owned().ok()
     }
 
-    fn new_handle(&self, obj: Arc<OpenObject>, write: bool, append: bool) -> u64 {
+    fn new_handle(&self, obj: Arc<OpenObject>, write: bool, flags: i32) -> u64 {
         let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
-        self.handles
-            .write()
-            .insert(fh, Handle { obj, write, append });
+        let h = Handle {
+            obj,
+            write,
+            append: flags & libc::O_APPEND != 0,
+        };
+        self.handles.write().insert(fh, h);
         fh
     }
 
@@ -1484,7 +1491,7 @@ impl TenantFs {
                 lost: false,
             }),
             orphan: AtomicBool::new(false),
-            setid: AtomicBool::new(setid_cleared(a.perm) != a.perm),
+            setid: AtomicBool::new(setid::has_setid(a.perm)),
             last: Mutex::new(a.clone()),
         });
         open.insert(
@@ -1495,7 +1502,7 @@ impl TenantFs {
             },
         );
         drop(open);
-        let fh = self.new_handle(obj, true, flags & libc::O_APPEND != 0);
+        let fh = self.new_handle(obj, true, flags);
         Ok((a, fh))
     }
 
@@ -1573,26 +1580,29 @@ impl TenantFs {
     /// Before a write by a caller without `CAP_FSETID`: clears the file's set-user-ID bit,
     /// and its set-group-ID bit if group-executable, as a local file system does. Only the
     /// first such write after an open (or a chmod here) looks at the database.
-    pub fn clear_setid_for_write(&self, fh: u64) -> FsResult<()> {
+    pub fn clear_setid_for_write(&self, fh: u64, caller: &Ctx) -> FsResult<()> {
         // A stopped mount changes nothing; the write that follows reports why.
         if self.state.load(Ordering::Relaxed) != LIVE {
             return Ok(());
         }
         let h = self.handle(fh)?;
-        if !h.obj.setid.swap(false, Ordering::Relaxed) {
+        if !h.obj.setid.load(Ordering::Relaxed) {
             return Ok(());
         }
         let ino = h.obj.ino;
-        self.transact(|tx| {
+        let left = self.transact(|tx| {
             let mut a = require_ino(tx.inode(ino)?)?;
-            let perm = setid_cleared(a.perm);
+            let perm = setid::dropped(a.perm, setid::in_group(caller, a.gid));
             if perm != a.perm {
                 a.perm = perm;
                 a.ctime = now_nanos();
                 tx.update_inode(&a)?;
             }
-            Ok(())
-        })
+            Ok(a.perm)
+        })?;
+        // A set-group-ID bit a group member's write kept still concerns other writers.
+        h.obj.setid.store(setid::has_setid(left), Ordering::Relaxed);
+        Ok(())
     }
 
     pub fn flush(&self, fh: u64) -> FsResult<()> {
@@ -1621,6 +1631,26 @@ impl TenantFs {
             return Err(FsError::BadHandle);
         };
         self.release_object(h.obj)
+    }
+
+    /// `lseek` with `SEEK_DATA` or `SEEK_HOLE`, answered from the content, so `cp`, `tar -S`
+    /// and `rsync -S` keep holes. A file without content is one hole.
+    pub fn seek_data_hole(&self, fh: u64, offset: u64, whence: i32) -> FsResult<u64> {
+        self.live()?;
+        let h = self.handle(fh)?;
+        let size = self.live_size(&h.obj, &h.obj.st.lock());
+        if offset >= size {
+            return Err(FsError::NoSuchOffset);
+        }
+        let found = match (self.content(&h.obj), whence) {
+            (Some(d), _) => d.seek(offset, whence),
+            (None, libc::SEEK_HOLE) => Ok(size),
+            (None, _) => return Err(FsError::NoSuchOffset),
+        };
+        match found {
+            Err(e) if e.raw_os_error() == Some(libc::ENXIO) => Err(FsError::NoSuchOffset),
+            other => Ok(other?),
+        }
     }
 
     pub fn fallocate(&self, fh: u64, offset: u64, len: u64, mode: i32) -> FsResult<()> {
@@ -2021,16 +2051,6 @@ fn move_link(tx: &Tx<'_>, a: &Attr, from: Ino, to: Ino) -> rusqlite::Result<()> 
         tx.add_link(a.ino, to, 1)?;
     }
     Ok(())
-}
-
-/// `perm` without the bits a write or chown takes away: set-user-ID, and set-group-ID when
-/// the group may execute (without that it marks mandatory locking and stays).
-fn setid_cleared(perm: u16) -> u16 {
-    let mut perm = perm & !(libc::S_ISUID as u16);
-    if perm & libc::S_IXGRP as u16 != 0 {
-        perm &= !(libc::S_ISGID as u16);
-    }
-    perm
 }
 
 /// Deletes an object and queues its `gc` row for the next transaction; on failure the row

@@ -123,6 +123,8 @@ pub struct SetAttr {
     /// The caller may not keep set-user-ID and set-group-ID bits through a truncate (it
     /// lacks `CAP_FSETID`).
     pub drop_setid: bool,
+    /// Who asks, for the set-group-ID rule (whether the caller is in the file's group).
+    pub caller: Ctx,
 }
 
 /// One directory entry as readdir returns it. `cookie` resumes the listing after it.
