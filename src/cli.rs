@@ -310,6 +310,9 @@ struct MountArgs {
     /// Let other local users reach the mount (needs root or user_allow_other).
     #[arg(long)]
     allow_other: bool,
+    /// Never update access times on reads (by default they move as with Linux's relatime).
+    #[arg(long)]
+    noatime: bool,
     /// Threads serving kernel requests.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
     threads: u16,
@@ -373,6 +376,7 @@ fn dispatch(cli: Cli) -> Result<()> {
                     key,
                     foreground: args.foreground,
                     allow_other: args.allow_other,
+                    noatime: args.noatime,
                     threads: usize::from(args.threads),
                     caches: daemon::Caches {
                         rights: args.rights_cache,

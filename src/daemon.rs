@@ -39,6 +39,8 @@ pub struct MountRequest {
     pub key: String,
     pub foreground: bool,
     pub allow_other: bool,
+    /// Reads never move access times.
+    pub noatime: bool,
     pub threads: usize,
     pub caches: Caches,
 }
@@ -199,6 +201,7 @@ fn serve_inner(
         session.id.clone(),
     )
     .map_err(|e| Error::Usage(format!("cannot serve the tenant: {e}")))?;
+    core.set_noatime(req.noatime);
     let shared = Shared::new(core);
 
     let mut options = vec![
@@ -303,6 +306,9 @@ impl Watch {
             tracing::warn!(error = %e, "cannot delete removed files yet; will retry");
         }
         if tick.is_multiple_of(METER_TICKS) {
+            if let Err(e) = self.shared.core.flush_atimes() {
+                tracing::warn!(error = %e, "cannot record access times; keeping them");
+            }
             if let Err(e) = self.shared.core.flush_meter() {
                 tracing::warn!(error = %e, "cannot record metering; keeping the counts");
             }

@@ -97,6 +97,17 @@ impl Shared {
         *self.known.lock().entry(ino).or_insert(0) += 1;
     }
 
+    /// Drops the kernel's cached attributes of inodes whose access time the core moved, once
+    /// the reply that moved them is out.
+    fn atimes_moved(&self) {
+        let moved = self.core.atimes_moved();
+        if let Some(notifier) = self.notifier.get() {
+            for ino in moved {
+                let _ = notifier.inval_inode(self.to_fuse(ino), -1, 0);
+            }
+        }
+    }
+
     /// Drops the kernel's cached pages, attributes and names of every inode it holds, so
     /// that nothing is served from cache once the core refuses.
     pub fn invalidate_all(&self) {
@@ -521,7 +532,8 @@ impl Filesystem for FuseFs {
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         let ino = ino!(self, ino, reply);
         answer!("open", reply, self.core().open(ino, flags.0), |fh| self
-            .opened(ino, fh, flags.0, reply))
+            .opened(ino, fh, flags.0, reply));
+        self.shared.atimes_moved();
     }
 
     fn read(
@@ -632,6 +644,7 @@ impl Filesystem for FuseFs {
                     }
                 }
                 reply.ok();
+                self.shared.atimes_moved();
             }
             Err(e) => reply.error(fail("readdir", e)),
         }
@@ -672,6 +685,7 @@ impl Filesystem for FuseFs {
             }
         }
         reply.ok();
+        self.shared.atimes_moved();
     }
 
     fn releasedir(

@@ -750,6 +750,17 @@ impl Tx<'_> {
         Ok(())
     }
 
+    /// Moves an access time forward (never back: a later utimensat or access may have set
+    /// a newer one).
+    pub fn set_atime_if_older(&self, ino: Ino, atime: Nanos) -> rusqlite::Result<()> {
+        cached(
+            self.conn,
+            "UPDATE inodes SET atime = ?2 WHERE ino = ?1 AND atime < ?2",
+        )?
+        .execute(params![ino, atime])?;
+        Ok(())
+    }
+
     /// Records that an object is to be deleted (its inode is gone).
     pub fn mark_gc(&self, ino: Ino) -> rusqlite::Result<()> {
         cached(self.conn, "INSERT OR IGNORE INTO gc(ino) VALUES (?1)")?.execute([ino])?;

@@ -785,3 +785,103 @@ fn seek_data_and_seek_hole_find_the_holes_as_on_the_host() {
     // cp finds the holes too, when it looks for them.
     common::sh(&m.path, "cp --sparse=always sparse copy && cmp sparse copy");
 }
+
+/// Whether each of a series of reads moved the access time, under relatime's rules, for a
+/// file and a directory in `dir`.
+fn atime_moves(dir: &Path) -> Vec<(&'static str, bool)> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = dir.join("read-me");
+    let d = dir.join("list-me");
+    fs::write(&f, b"content\n").unwrap();
+    fs::create_dir_all(&d).unwrap();
+    fs::write(d.join("x"), b"").unwrap();
+    let atime = |p: &Path| {
+        fs::metadata(p).unwrap().atime_nsec() + fs::metadata(p).unwrap().atime() * 1_000_000_000
+    };
+    let set_atime = |p: &Path, secs_ago: i64| {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        let m = fs::metadata(p).unwrap();
+        utimensat(
+            AT_FDCWD,
+            p,
+            &TimeSpec::new(now - secs_ago, 0),
+            &TimeSpec::new(m.mtime(), m.mtime_nsec()),
+            UtimensatFlags::FollowSymlink,
+        )
+        .unwrap();
+    };
+    let mut out = Vec::new();
+    let mut step = |what: &'static str, p: &Path, act: &dyn Fn()| {
+        let before = atime(p);
+        tick();
+        act();
+        out.push((what, atime(p) != before));
+    };
+    let cat = || drop(fs::read(&f).unwrap());
+    // atime older than mtime: a read moves it.
+    let m = fs::metadata(&f).unwrap().mtime();
+    utimensat(
+        AT_FDCWD,
+        &f,
+        &TimeSpec::new(m - 10, 0),
+        &TimeSpec::new(m, 0),
+        UtimensatFlags::FollowSymlink,
+    )
+    .unwrap();
+    step("read after a change", &f, &cat);
+    step("read again", &f, &cat);
+    set_atime(&f, 2 * 86400);
+    step("read a day later", &f, &cat);
+    set_atime(&f, 2 * 86400);
+    step("read with O_NOATIME", &f, &|| {
+        let mut g = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOATIME)
+            .open(&f)
+            .unwrap();
+        g.read_to_end(&mut Vec::new()).unwrap();
+    });
+    fs::write(d.join("y"), b"").unwrap();
+    let ls = || assert!(fs::read_dir(&d).unwrap().count() > 0);
+    step("list after a change", &d, &ls);
+    step("list again", &d, &ls);
+    out
+}
+
+#[test]
+fn access_times_follow_relatime_as_on_the_host_and_noatime_turns_them_off() {
+    let host = tempfile::tempdir_in("/var/tmp").unwrap();
+    let native = atime_moves(host.path());
+    assert_eq!(
+        native,
+        [
+            ("read after a change", true),
+            ("read again", false),
+            ("read a day later", true),
+            ("read with O_NOATIME", false),
+            ("list after a change", true),
+            ("list again", false)
+        ],
+        "the host's disk is mounted relatime"
+    );
+    let env = Env::new();
+    env.tenant("acme");
+    let (key, _) = env.key("acme", "user:alice", &[]);
+    let m = env.mount("m", &key, &[]);
+    assert_eq!(atime_moves(&m.path), native);
+    // Written to the store: another mount of the tenant sees it after a remount.
+    let seen = fs::metadata(m.p("read-me")).unwrap().atime();
+    drop(m);
+    let m = env.mount("m", &key, &["--noatime"]);
+    assert_eq!(fs::metadata(m.p("read-me")).unwrap().atime(), seen);
+    let moved = atime_moves(&m.path);
+    assert!(
+        moved.iter().all(|(_, moved)| !moved),
+        "--noatime: {moved:?}"
+    );
+    drop(m);
+    env.fsck_clean("acme");
+}

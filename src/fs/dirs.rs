@@ -78,6 +78,9 @@ impl TenantFs {
             }
             Entry::Vacant(_) => false,
         };
+        if !orphan {
+            self.write_atimes(Some(ino))?;
+        }
         if orphan {
             let deleted = self.transact(|tx| {
                 // The database decides: a removal that rolled back left it linked.
@@ -144,6 +147,7 @@ impl TenantFs {
                 return Err(FsError::NotDir);
             }
             self.need(&tx, ino, Rights::R, "readdir", None)?;
+            self.accessed(&dir, dir.mtime, dir.ctime);
             let parent = if ino == self.root {
                 ino
             } else {

@@ -15,6 +15,7 @@
 //! only passes numbers it has handed out itself.
 
 pub mod access;
+mod atime;
 mod dirs;
 pub mod error;
 mod ghosts;
@@ -107,6 +108,8 @@ struct Handle {
     obj: Arc<OpenObject>,
     write: bool,
     append: bool,
+    /// Opened with `O_NOATIME`.
+    noatime: bool,
 }
 
 pub struct TenantFs {
@@ -147,6 +150,10 @@ pub struct TenantFs {
     open_dirs: Mutex<HashMap<Ino, dirs::OpenDir>>,
     /// Files this mount removed that are kept a moment for racing opens.
     ghosts: ghosts::Ghosts,
+    /// `--noatime`.
+    noatime: AtomicBool,
+    /// Access times not yet written.
+    atimes: atime::Pending,
 }
 
 fn check_name(name: &[u8]) -> FsResult<()> {
@@ -294,6 +301,8 @@ impl TenantFs {
             dirs: Mutex::new(HashMap::new()),
             open_dirs: Mutex::new(HashMap::new()),
             ghosts: Default::default(),
+            noatime: AtomicBool::new(false),
+            atimes: Default::default(),
         })
     }
 
@@ -402,6 +411,9 @@ impl TenantFs {
 
     /// Applies live state of a file open here to attributes read from the database.
     fn overlay(&self, mut a: Attr) -> Attr {
+        if let Some(t) = self.atimes.get(a.ino) {
+            a.atime = a.atime.max(t);
+        }
         if a.kind != Kind::File {
             return a;
         }
@@ -556,6 +568,8 @@ impl TenantFs {
             };
             if let Some(t) = set.atime {
                 a.atime = at(t);
+                // An access time set on purpose replaces any pending here.
+                self.atimes.forget(ino);
             }
             if let Some(st) = st.as_ref().filter(|st| st.dirty) {
                 a.mtime = st.mtime;
@@ -1250,6 +1264,9 @@ impl TenantFs {
         let deleted = deleted || st.lost;
         drop(st);
         drop(open);
+        if !deleted {
+            self.write_atimes(Some(obj.ino))?;
+        }
         if deleted {
             self.reap(vec![Doomed {
                 ino: obj.ino,
@@ -1404,6 +1421,15 @@ impl TenantFs {
         };
         self.need_now(ino, want, "open")?;
         let obj = self.acquire(ino, write)?;
+        // Reads the kernel serves from its cache, and passthrough reads, never reach the
+        // daemon: a readable open counts as the access.
+        if read && flags & libc::O_NOATIME == 0 {
+            let (mtime, ctime) = {
+                let st = obj.st.lock();
+                (st.mtime, st.ctime)
+            };
+            self.accessed(&obj.last.lock(), mtime, ctime);
+        }
         Ok(self.new_handle(obj, write, flags))
     }
 
@@ -1434,6 +1460,7 @@ impl TenantFs {
             obj,
             write,
             append: flags & libc::O_APPEND != 0,
+            noatime: flags & libc::O_NOATIME != 0,
         };
         self.handles.write().insert(fh, h);
         fh
@@ -1522,6 +1549,13 @@ impl TenantFs {
             }
             None => Vec::new(),
         };
+        if !h.noatime {
+            let (mtime, ctime) = {
+                let st = h.obj.st.lock();
+                (st.mtime, st.ctime)
+            };
+            self.accessed(&h.obj.last.lock(), mtime, ctime);
+        }
         self.meter
             .bytes_read
             .fetch_add(buf.len() as u64, Ordering::Relaxed);
@@ -2003,6 +2037,9 @@ impl TenantFs {
             tracing::warn!(error = %e, "deleting removed files at unmount failed; the next mount will");
         }
         self.settle();
+        if let Err(e) = self.flush_atimes() {
+            tracing::warn!(error = %e, "writing access times at unmount failed");
+        }
         let forget = |tx: &Tx<'_>| {
             quota::release_session(tx, &self.session)?;
             Ok(tx.forget_session(&self.session)?)
