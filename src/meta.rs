@@ -743,11 +743,10 @@ impl Tx<'_> {
             "DELETE FROM links WHERE ino = ?1",
             "DELETE FROM held WHERE ino = ?1",
             "DELETE FROM dir_quotas WHERE ino = ?1",
-            "INSERT OR IGNORE INTO gc(ino) VALUES (?1)",
         ] {
             cached(self.conn, sql)?.execute([ino])?;
         }
-        Ok(())
+        self.mark_gc(ino)
     }
 
     /// Moves an access time forward (never back: a later utimensat or access may have set
