@@ -21,7 +21,7 @@ use std::collections::{HashMap, HashSet};
 use serde::Serialize;
 
 use crate::error::{Context, Error, Result};
-use crate::fs::types::{Attr, Ino, Kind, ROOT_INO};
+use crate::fs::types::{Attr, Extent, Ino, Kind, ROOT_INO};
 use crate::ids::TenantId;
 use crate::meta::{NewInode, SessionTable};
 use crate::objects::ObjectStore;
@@ -58,7 +58,7 @@ enum Fix {
     Nlink(Ino, u32),
     Parent(Ino, Ino),
     Adopt(Ino, Kind),
-    Size(Ino, u64, i64, i64),
+    Size(Ino, Extent, i64, i64),
     DeleteObject(Ino),
     Usage,
     Links,
@@ -228,14 +228,15 @@ pub fn check(store: &Store, tenant: &TenantId, repair: bool) -> Result<Report> {
         .iter()
         .filter(|(a, _)| a.kind == Kind::File && !in_flight.contains(&a.ino))
     {
-        let len = if stored.contains(&a.ino) {
+        let extent = if stored.contains(&a.ino) {
             objects
-                .len(a.ino)
+                .extent(a.ino)
                 .context(|| format!("cannot read object {:x}", a.ino))?
-                .unwrap_or(0)
+                .unwrap_or_default()
         } else {
-            0
+            Extent::default()
         };
+        let len = extent.len;
         if len != a.size {
             findings.push(problem(
                 "size-mismatch",
@@ -244,7 +245,7 @@ pub fn check(store: &Store, tenant: &TenantId, repair: bool) -> Result<Report> {
                     a.ino, a.size
                 ),
             ));
-            fixes.push(Fix::Size(a.ino, len, a.mtime, a.ctime));
+            fixes.push(Fix::Size(a.ino, extent, a.mtime, a.ctime));
         }
     }
     // Ghosts gave their usage back when they lost their last name.

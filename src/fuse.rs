@@ -195,7 +195,7 @@ impl FuseFs {
         FileAttr {
             ino: self.shared.to_fuse(a.ino),
             size: a.size,
-            blocks: a.blocks(),
+            blocks: a.st_blocks(),
             atime: from_nanos(a.atime),
             mtime: from_nanos(a.mtime),
             ctime: from_nanos(a.ctime),
@@ -320,6 +320,9 @@ impl Filesystem for FuseFs {
             | InitFlags::FUSE_READDIRPLUS_AUTO
             | InitFlags::FUSE_PARALLEL_DIROPS
             | InitFlags::FUSE_CACHE_SYMLINKS
+            // File handles of inodes the kernel has forgotten open: it looks up "." in
+            // them (see `lookup`).
+            | InitFlags::FUSE_EXPORT_SUPPORT
             // O_APPEND handles use direct I/O; this keeps them mmap-able.
             | InitFlags::FUSE_DIRECT_IO_ALLOW_MMAP
             // We clear set-ID bits ourselves, so the kernel marks files S_NOSEC and stops
@@ -342,6 +345,28 @@ impl Filesystem for FuseFs {
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        // The kernel never sends these for a path; it sends them to find an inode behind a
+        // file handle (or its parent) by number, which it may have forgotten, so the number
+        // is checked by the core rather than against what this mount handed out.
+        let by_number = match name.as_bytes() {
+            b"." => Some(false),
+            b".." => Some(true),
+            _ => None,
+        };
+        if let Some(parent_of) = by_number {
+            let ino = self.shared.swap(parent.0);
+            let core = self.core();
+            return answer!(
+                "lookup",
+                reply,
+                if parent_of {
+                    core.parent_by_handle(ino)
+                } else {
+                    core.by_handle(ino)
+                },
+                |a| self.entry(reply, &a)
+            );
+        }
         let parent = ino!(self, parent, reply);
         match guard(|| self.core().lookup(parent, name.as_bytes())) {
             Ok(a) => self.entry(reply, &a),

@@ -19,11 +19,11 @@ use rusqlite::{
     CachedStatement, Connection, OpenFlags, OptionalExtension, Row, StatementStatus, params,
 };
 
-use crate::fs::types::{Attr, DirEntry, Ino, Kind, ROOT_INO};
+use crate::fs::types::{Attr, DirEntry, Extent, Ino, Kind, ROOT_INO};
 use crate::policy::{Entry, Groups, Rights};
 use crate::time::Nanos;
 
-const SCHEMA_VERSION: i64 = 5;
+const SCHEMA_VERSION: i64 = 6;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS inodes(
@@ -41,7 +41,8 @@ CREATE TABLE IF NOT EXISTS inodes(
     crtime INTEGER NOT NULL,
     parent INTEGER NOT NULL DEFAULT 0,
     target BLOB,
-    owner TEXT
+    owner TEXT,
+    blocks INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS entries(
     parent INTEGER NOT NULL,
@@ -142,7 +143,7 @@ INSERT OR IGNORE INTO info(key, value) VALUES ('tree_version', 0);
 /// a lookup.
 macro_rules! inode_cols {
     () => {
-        "ino, kind, perm, nlink, uid, gid, size, rdev, atime, mtime, ctime, crtime"
+        "ino, kind, perm, nlink, uid, gid, size, rdev, atime, mtime, ctime, crtime, blocks"
     };
 }
 
@@ -292,6 +293,10 @@ impl Meta {
             migrate_4_to_5(&conn)?;
             version = 5;
         }
+        if version == 5 {
+            migrate_5_to_6(&conn)?;
+            version = 6;
+        }
         if version != SCHEMA_VERSION {
             return Err(rusqlite::Error::InvalidParameterName(format!(
                 "meta.db schema version {version}, this build reads {SCHEMA_VERSION}"
@@ -363,6 +368,19 @@ fn migrate_4_to_5(conn: &Connection) -> rusqlite::Result<()> {
          UPDATE info SET value = 5 WHERE key = 'schema_version';
          COMMIT;",
     )
+}
+
+/// Version 6 records the blocks a file's content takes. Older rows get what older builds
+/// reported, whole 4 KiB blocks for the length, until the file next changes.
+fn migrate_5_to_6(conn: &Connection) -> rusqlite::Result<()> {
+    conn.execute_batch(&format!(
+        "BEGIN IMMEDIATE;
+         ALTER TABLE inodes ADD COLUMN blocks INTEGER NOT NULL DEFAULT 0;
+         UPDATE inodes SET blocks = (size + 4095) / 4096 * 8 WHERE kind = {};
+         UPDATE info SET value = 6 WHERE key = 'schema_version';
+         COMMIT;",
+        Kind::File.code()
+    ))
 }
 
 fn configure(conn: &Connection, cache: u64, map: u64) -> rusqlite::Result<()> {
@@ -470,6 +488,7 @@ fn attr_from_row(r: &Row<'_>) -> rusqlite::Result<Attr> {
         mtime: r.get(9)?,
         ctime: r.get(10)?,
         crtime: r.get(11)?,
+        blocks: r.get::<_, i64>(12)? as u64,
     })
 }
 
@@ -592,20 +611,27 @@ impl Tx<'_> {
             .optional()
     }
 
+    /// Records a file's content as it now is; false for a ghost (see `fs::ghosts`), whose
+    /// row no longer changes.
     pub fn set_size(
         &self,
         ino: Ino,
-        size: u64,
+        extent: Extent,
         mtime: Nanos,
         ctime: Nanos,
     ) -> rusqlite::Result<bool> {
         Ok(cached(
             self.conn,
-            "UPDATE inodes SET size = ?2, mtime = ?3, ctime = ?4
+            "UPDATE inodes SET size = ?2, blocks = ?3, mtime = ?4, ctime = ?5
              WHERE ino = ?1 AND NOT EXISTS (SELECT 1 FROM ghosts WHERE ino = ?1)",
         )?
-        .execute(params![ino, size as i64, mtime, ctime])?
-            > 0)
+        .execute(params![
+            ino,
+            extent.len as i64,
+            extent.blocks as i64,
+            mtime,
+            ctime
+        ])? > 0)
     }
 
     pub fn symlink_target(&self, ino: Ino) -> rusqlite::Result<Option<Vec<u8>>> {
@@ -1276,7 +1302,7 @@ impl Tx<'_> {
     pub fn all_inodes(&self) -> rusqlite::Result<Vec<(Attr, Ino)>> {
         self.conn
             .prepare(concat!("SELECT ", inode_cols!(), ", parent FROM inodes"))?
-            .query_map([], |r| Ok((attr_from_row(r)?, r.get(12)?)))?
+            .query_map([], |r| Ok((attr_from_row(r)?, r.get(13)?)))?
             .collect()
     }
 

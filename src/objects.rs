@@ -12,6 +12,7 @@ use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
+pub use crate::fs::types::Extent;
 use crate::fs::types::Ino;
 
 /// Content of one inode.
@@ -23,7 +24,8 @@ pub trait Object: Send + Sync {
     /// other writer of the object (other mounts' included); returns where the data ends.
     fn append(&self, data: &[u8]) -> io::Result<u64>;
     fn set_len(&self, len: u64) -> io::Result<()>;
-    fn size(&self) -> io::Result<u64>;
+    /// Its length and the space it takes.
+    fn extent(&self) -> io::Result<Extent>;
     fn sync_data(&self) -> io::Result<()>;
     /// The next offset at or after `offset` that holds data (`SEEK_DATA`) or starts a hole
     /// (`SEEK_HOLE`, the end counting as one); `ENXIO` past the end or when no data follows.
@@ -41,8 +43,8 @@ pub trait ObjectStore: Send + Sync {
     fn open(&self, ino: Ino, create: bool) -> io::Result<Option<Box<dyn Object>>>;
     /// Deletes an object; deleting a missing one is not an error.
     fn remove(&self, ino: Ino) -> io::Result<()>;
-    /// Length of an object, `None` if it does not exist.
-    fn len(&self, ino: Ino) -> io::Result<Option<u64>>;
+    /// Length and space of an object, `None` if it does not exist.
+    fn extent(&self, ino: Ino) -> io::Result<Option<Extent>>;
     /// Room left for new content.
     fn space(&self) -> io::Result<Space>;
 }
@@ -124,9 +126,9 @@ impl ObjectStore for LocalObjects {
         }
     }
 
-    fn len(&self, ino: Ino) -> io::Result<Option<u64>> {
+    fn extent(&self, ino: Ino) -> io::Result<Option<Extent>> {
         match fs::symlink_metadata(self.path(ino)) {
-            Ok(m) => Ok(Some(m.len())),
+            Ok(m) => Ok(Some(Extent::from(&m))),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e),
         }
@@ -180,8 +182,8 @@ impl Object for LocalObject {
         self.file.set_len(len)
     }
 
-    fn size(&self) -> io::Result<u64> {
-        Ok(self.file.metadata()?.len())
+    fn extent(&self) -> io::Result<Extent> {
+        Ok(Extent::from(&self.file.metadata()?))
     }
 
     fn sync_data(&self) -> io::Result<()> {

@@ -20,7 +20,7 @@ use serde::Serialize;
 
 use crate::catalog::Catalog;
 use crate::error::{Context, Error, Result};
-use crate::fs::types::{Ino, Kind, ROOT_INO};
+use crate::fs::types::{Extent, Ino, Kind, ROOT_INO};
 use crate::ids::TenantId;
 use crate::meta::Meta;
 use crate::objects::{LocalObjects, ObjectStore};
@@ -323,9 +323,9 @@ fn recover(store: &Store, tenant: &TenantId, dir: &Path, me: &str, meta: &mut Me
     for session in &dead {
         let writers = meta.read().writers_of(session)?;
         let orphans = meta.read().orphans_of(session)?;
-        let lengths: Vec<(Ino, Option<u64>)> = writers
+        let lengths: Vec<(Ino, Option<Extent>)> = writers
             .iter()
-            .map(|&ino| objects.len(ino).map(|l| (ino, l)))
+            .map(|&ino| objects.extent(ino).map(|l| (ino, l)))
             .collect::<std::io::Result<_>>()
             .context(|| "cannot read object sizes".into())?;
         meta.write(|tx| {
@@ -340,10 +340,13 @@ fn recover(store: &Store, tenant: &TenantId, dir: &Path, me: &str, meta: &mut Me
                     continue;
                 };
                 {
-                    let len = len.unwrap_or(0);
+                    let extent = len.unwrap_or_default();
                     // A ghost's size no longer counts.
-                    if len != a.size && tx.set_size(ino, len, a.mtime, a.ctime)? {
-                        crate::quota::add_usage(tx, ino, len as i64 - a.size as i64, 0)?;
+                    if (extent.len != a.size || extent.blocks != a.blocks)
+                        && tx.set_size(ino, extent, a.mtime, a.ctime)?
+                    {
+                        let delta = extent.len as i64 - a.size as i64;
+                        crate::quota::add_usage(tx, ino, delta, 0)?;
                     }
                 }
             }

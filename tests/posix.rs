@@ -786,6 +786,103 @@ fn seek_data_and_seek_hole_find_the_holes_as_on_the_host() {
     common::sh(&m.path, "cp --sparse=always sparse copy && cmp sparse copy");
 }
 
+/// Block counts of sparse, written and preallocated files made the same way in `dir`: while
+/// open, after close, and as `du` and a sparse-aware `cp` to the host's disk see them.
+fn blocks_in(dir: &Path, out_dir: &Path) -> Vec<(&'static str, u64)> {
+    let blocks = |p: &Path| fs::metadata(p).unwrap().blocks();
+    let mut out = Vec::new();
+    let big = dir.join("big");
+    File::create(&big).unwrap().set_len(1 << 30).unwrap();
+    out.push(("1 GiB by truncate", blocks(&big)));
+    let f = File::create(dir.join("sparse")).unwrap();
+    f.set_len(1 << 20).unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&f, &[7u8; 4096], 512 << 10).unwrap();
+    out.push(("one block written, open", f.metadata().unwrap().blocks()));
+    drop(f);
+    out.push(("one block written, closed", blocks(&dir.join("sparse"))));
+    let f = File::create(dir.join("prealloc")).unwrap();
+    nix::fcntl::fallocate(
+        &f,
+        nix::fcntl::FallocateFlags::FALLOC_FL_KEEP_SIZE,
+        0,
+        1 << 20,
+    )
+    .unwrap();
+    out.push((
+        "1 MiB kept-size fallocate, open",
+        f.metadata().unwrap().blocks(),
+    ));
+    assert_eq!(f.metadata().unwrap().len(), 0);
+    drop(f);
+    out.push((
+        "1 MiB kept-size fallocate, closed",
+        blocks(&dir.join("prealloc")),
+    ));
+    let f = OpenOptions::new()
+        .write(true)
+        .open(dir.join("prealloc"))
+        .unwrap();
+    f.set_len(1 << 20).unwrap();
+    nix::fcntl::fallocate(
+        &f,
+        nix::fcntl::FallocateFlags::FALLOC_FL_PUNCH_HOLE
+            | nix::fcntl::FallocateFlags::FALLOC_FL_KEEP_SIZE,
+        0,
+        512 << 10,
+    )
+    .unwrap();
+    drop(f);
+    out.push(("half punched out", blocks(&dir.join("prealloc"))));
+    let du = common::sh(dir, "du -k big sparse prealloc | cut -f1 | paste -sd,");
+    out.push(("du -k of the three, summed", {
+        du.trim()
+            .split(',')
+            .map(|k| k.parse::<u64>().unwrap())
+            .sum()
+    }));
+    let copy = out_dir.join("copy");
+    let status = std::process::Command::new("cp")
+        .arg("--sparse=auto")
+        .arg(&big)
+        .arg(&copy)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    out.push(("cp --sparse=auto of the 1 GiB file", blocks(&copy)));
+    fs::remove_file(&copy).unwrap();
+    out
+}
+
+#[test]
+fn block_counts_are_what_the_content_takes_as_on_the_host() {
+    let host = tempfile::tempdir_in("/var/tmp").unwrap();
+    let copies = tempfile::tempdir_in("/var/tmp").unwrap();
+    let native = blocks_in(host.path(), copies.path());
+    assert_eq!(
+        native[0],
+        ("1 GiB by truncate", 0),
+        "the host's disk keeps holes"
+    );
+    let env = Env::new();
+    let m = env.mounted_tenant("acme", "m");
+    assert_eq!(blocks_in(&m.path, copies.path()), native);
+    // And after a remount, from what the store recorded.
+    drop(m);
+    let m = env.mounted_tenant_again("m");
+    let closed = [
+        ("big", native[0].1),
+        ("sparse", native[2].1),
+        ("prealloc", native[5].1),
+    ];
+    for (name, want) in closed {
+        assert_eq!(
+            fs::metadata(m.path.join(name)).unwrap().blocks(),
+            want,
+            "{name}"
+        );
+    }
+}
+
 /// Whether each of a series of reads moved the access time, under relatime's rules, for a
 /// file and a directory in `dir`.
 fn atime_moves(dir: &Path) -> Vec<(&'static str, bool)> {

@@ -497,3 +497,164 @@ fn umount_of_a_busy_mount_explains_and_lazy_detaches() {
     });
     assert!(dead.is_some(), "the daemon exits once the last file closes");
 }
+
+/// A file handle as `name_to_handle_at` makes it: the `file_handle` header, then its bytes.
+struct Handle(Vec<u8>);
+
+fn handle_of(path: &std::path::Path) -> Handle {
+    let mut raw = vec![0u8; 8 + 128];
+    let fh = raw.as_mut_ptr() as *mut libc::file_handle;
+    // SAFETY: the buffer holds a file_handle header plus 128 bytes of handle.
+    unsafe { (*fh).handle_bytes = 128 };
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+    let mut mount_id = 0;
+    // SAFETY: valid path, a buffer sized as declared in handle_bytes, and an out int.
+    let rc = unsafe { libc::name_to_handle_at(libc::AT_FDCWD, c.as_ptr(), fh, &mut mount_id, 0) };
+    assert_eq!(
+        rc,
+        0,
+        "name_to_handle_at {path:?}: {}",
+        std::io::Error::last_os_error()
+    );
+    Handle(raw)
+}
+
+impl Handle {
+    /// The same kind of handle naming FUSE node `nodeid`: FUSE's handles hold the node id
+    /// as two 32-bit halves, then the generation.
+    fn for_node(&self, nodeid: u64) -> Handle {
+        let mut raw = self.0.clone();
+        raw[8..12].copy_from_slice(&((nodeid >> 32) as u32).to_ne_bytes());
+        raw[12..16].copy_from_slice(&(nodeid as u32).to_ne_bytes());
+        Handle(raw)
+    }
+
+    /// Opens the handle on the mount `dir` is in; the errno on failure.
+    fn open_in(&self, dir: &std::path::Path, flags: i32) -> Result<File, i32> {
+        let mount = File::open(dir).unwrap();
+        let mut raw = self.0.clone();
+        let fh = raw.as_mut_ptr() as *mut libc::file_handle;
+        // SAFETY: the buffer holds a handle as name_to_handle_at wrote it; the mount fd is
+        // open.
+        let fd = unsafe { libc::open_by_handle_at(mount.as_raw_fd(), fh, flags) };
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error().raw_os_error().unwrap());
+        }
+        // SAFETY: fd was just returned open by the kernel and is owned here.
+        Ok(unsafe { <File as std::os::fd::FromRawFd>::from_raw_fd(fd) })
+    }
+}
+
+/// Makes the kernel forget every inode nothing holds, as memory pressure would.
+fn drop_caches() {
+    fs::write("/proc/sys/vm/drop_caches", "2").unwrap();
+}
+
+fn read_handle(h: &Handle, dir: &std::path::Path) -> Result<String, i32> {
+    let mut s = String::new();
+    h.open_in(dir, libc::O_RDONLY)?
+        .read_to_string(&mut s)
+        .unwrap();
+    Ok(s)
+}
+
+/// Handles of a file with two links (one handle per name), and of a directory, in `dir`,
+/// opened after the kernel forgot them; then of the same after they are deleted.
+fn handles_after_forgetting(dir: &std::path::Path) -> Vec<(&'static str, Result<String, i32>)> {
+    fs::create_dir(dir.join("d")).unwrap();
+    fs::write(dir.join("d/f"), b"content").unwrap();
+    fs::hard_link(dir.join("d/f"), dir.join("g")).unwrap();
+    let (f, g, d) = (
+        handle_of(&dir.join("d/f")),
+        handle_of(&dir.join("g")),
+        handle_of(&dir.join("d")),
+    );
+    drop_caches();
+    let dir_kind = |h: &Handle| {
+        h.open_in(dir, libc::O_RDONLY | libc::O_DIRECTORY)
+            .map(|d| format!("dir: {}", d.metadata().unwrap().is_dir()))
+    };
+    let mut out = vec![
+        ("file by its first name's handle", read_handle(&f, dir)),
+        ("file by its second name's handle", read_handle(&g, dir)),
+        ("directory", dir_kind(&d)),
+    ];
+    fs::remove_file(dir.join("d/f")).unwrap();
+    drop_caches();
+    out.push(("one name left", read_handle(&f, dir)));
+    fs::remove_file(dir.join("g")).unwrap();
+    fs::remove_dir(dir.join("d")).unwrap();
+    // Past the 2 s a removed file stays readable for racing opens (SEMANTICS.md).
+    std::thread::sleep(Duration::from_millis(2500));
+    drop_caches();
+    out.push(("deleted file", read_handle(&f, dir)));
+    out.push(("deleted directory", dir_kind(&d)));
+    out
+}
+
+#[test]
+fn file_handles_of_forgotten_inodes_open_as_on_the_host() {
+    let host = tempfile::tempdir_in("/var/tmp").unwrap();
+    let native = handles_after_forgetting(host.path());
+    assert_eq!(
+        native[0].1,
+        Ok("content".into()),
+        "the host's disk opens handles"
+    );
+    let env = Env::new();
+    let m = env.mounted_tenant("acme", "m");
+    assert_eq!(handles_after_forgetting(&m.path), native);
+}
+
+#[test]
+fn file_handles_reach_nothing_a_path_could_not() {
+    let env = Env::new();
+    let full = env.mounted_tenant("acme", "full");
+    fs::create_dir_all(full.p("projects/x")).unwrap();
+    fs::write(full.p("projects/x/plan.md"), b"plan").unwrap();
+    fs::create_dir(full.p("projects/locked")).unwrap();
+    fs::write(full.p("projects/locked/f"), b"locked").unwrap();
+    fs::create_dir(full.p("hr")).unwrap();
+    fs::write(full.p("hr/salaries.csv"), b"secret").unwrap();
+    fs::hard_link(full.p("hr/salaries.csv"), full.p("hr/copy.csv")).unwrap();
+    env.ok(&[
+        "acl",
+        "set",
+        "--tenant",
+        "acme",
+        "/projects/locked",
+        "agent:bot:---",
+    ]);
+    let inside = handle_of(&full.p("projects/x/plan.md"));
+    let outside = handle_of(&full.p("hr/salaries.csv"));
+    let locked = handle_of(&full.p("projects/locked/f"));
+    let projects_ino = fs::metadata(full.p("projects")).unwrap().ino();
+    let (key, _) = env.key("acme", "agent:bot", &["--root", "/projects"]);
+    let sub = env.mount("sub", &key, &[]);
+    assert_eq!(
+        errno_of(fs::read(sub.p("locked/f")).unwrap_err()),
+        libc::EACCES
+    );
+    drop_caches();
+    assert_eq!(read_handle(&inside, &sub.path), Ok("plan".into()));
+    assert_eq!(read_handle(&outside, &sub.path).unwrap_err(), libc::ESTALE);
+    assert_eq!(read_handle(&locked, &sub.path).unwrap_err(), libc::ESTALE);
+    // The sub-tree's own number names the tenant's root in this mount (they swap); the
+    // tenant root is outside it.
+    let tenant_root = inside.for_node(projects_ino);
+    let r = tenant_root.open_in(&sub.path, libc::O_RDONLY | libc::O_DIRECTORY);
+    assert_eq!(r.unwrap_err(), libc::ESTALE);
+    // Numbers never handed out, and the largest.
+    for n in [1 << 40, u64::MAX] {
+        assert_eq!(
+            read_handle(&inside.for_node(n), &sub.path).unwrap_err(),
+            libc::ESTALE
+        );
+    }
+    // The mount's root is its own parent: `..` of it reaches nothing above.
+    let root = inside.for_node(1);
+    let r = root
+        .open_in(&sub.path, libc::O_RDONLY | libc::O_DIRECTORY)
+        .unwrap();
+    assert_eq!(r.metadata().unwrap().ino(), 1);
+}

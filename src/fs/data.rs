@@ -129,15 +129,20 @@ impl TenantFs {
         if !st.dirty {
             return Ok(());
         }
-        if let Some(d) = obj.data.get() {
-            st.size = d.size()?;
-        }
+        let extent = match obj.data.get() {
+            Some(d) => d.extent()?,
+            None => Extent {
+                len: st.size,
+                blocks: 0,
+            },
+        };
+        st.size = extent.len;
         let ino = obj.ino;
         let was = tx.inode(ino)?.map(|a| a.size);
         let mut dirs = Vec::new();
         match was {
             // A ghost's size counts no more.
-            Some(was) if tx.set_size(ino, st.size, st.mtime, st.ctime)? => {
+            Some(was) if tx.set_size(ino, extent, st.mtime, st.ctime)? => {
                 dirs = quota::add_usage(tx, ino, st.size as i64 - was as i64, 0)?;
             }
             Some(_) => {}
@@ -293,7 +298,7 @@ impl TenantFs {
         }
         let data = h.obj.data.get()?;
         let size = h.obj.st.lock().size;
-        if data.size().ok()? != size {
+        if data.extent().ok()?.len != size {
             return None;
         }
         data.local_fd()?.try_clone_to_owned().ok()
@@ -421,7 +426,7 @@ impl TenantFs {
         // where it ends now, for the quota (the append itself lands at the true end).
         let offset = if h.append {
             self.mark(obj)?;
-            self.data(obj)?.size()?
+            self.data(obj)?.extent()?.len
         } else {
             offset
         };
@@ -517,7 +522,7 @@ impl TenantFs {
     pub fn seek_data_hole(&self, fh: u64, offset: u64, whence: i32) -> FsResult<u64> {
         self.live()?;
         let h = self.handle(fh)?;
-        let size = self.live_size(&h.obj, &h.obj.st.lock());
+        let size = self.live_extent(&h.obj, &h.obj.st.lock()).len;
         if offset >= size {
             return Err(FsError::NoSuchOffset);
         }

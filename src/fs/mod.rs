@@ -20,6 +20,7 @@ mod data;
 mod dirs;
 pub mod error;
 mod ghosts;
+mod handles;
 mod names;
 mod setid;
 pub mod throttle;
@@ -424,7 +425,8 @@ impl TenantFs {
         if let Some(obj) = obj {
             *obj.last.lock() = a.clone();
             let st = obj.st.lock();
-            a.size = self.live_size(&obj, &st);
+            let e = self.live_extent(&obj, &st);
+            (a.size, a.blocks) = (e.len, e.blocks);
             // Until this mount's changes are written back they are the newest; after that
             // the database has them, and any other mount's since.
             if st.dirty {
@@ -438,14 +440,18 @@ impl TenantFs {
         a
     }
 
-    /// The size of an open file as its content has it now, other mounts' writes included
+    /// The size and blocks of an open file as its content has them now, other mounts' writes included
     /// (so `tail -f` in one mount follows appends made in another), or as this mount knows
     /// it when the content cannot say. Objects are as long as their files: every change of
     /// size changes the object with it.
-    fn live_size(&self, obj: &OpenObject, st: &FileState) -> u64 {
+    fn live_extent(&self, obj: &OpenObject, st: &FileState) -> Extent {
+        let known = Extent {
+            len: st.size,
+            blocks: 0,
+        };
         match self.content(obj) {
-            Some(d) => d.size().unwrap_or(st.size),
-            None => st.size,
+            Some(d) => d.extent().unwrap_or(known),
+            None => known,
         }
     }
 
@@ -479,7 +485,8 @@ impl TenantFs {
         if let Some(obj) = file {
             let mut a = obj.last.lock().clone();
             let st = obj.st.lock();
-            a.size = self.live_size(&obj, &st);
+            let e = self.live_extent(&obj, &st);
+            (a.size, a.blocks) = (e.len, e.blocks);
             a.mtime = st.mtime;
             a.ctime = st.ctime;
             a.nlink = 0;

@@ -998,12 +998,17 @@ fn counters_stay_exact_through_a_mixed_workload() {
 }
 
 #[test]
-fn a_version_4_store_is_migrated_and_its_reservations_given_back() {
+fn a_version_4_store_is_migrated_its_reservations_given_back_and_its_blocks_estimated() {
     let f = Fixture::new();
+    let before = {
+        let (fs, _s) = f.core(false);
+        file(&fs, ROOT_INO, "old", &[7u8; 10_000])
+    };
     let path = f.store.tenant_dir(&f.tenant).join("meta.db");
     let old = rusqlite::Connection::open(&path).unwrap();
     old.execute_batch(
         "DROP TABLE held; DROP TABLE dir_quotas; DROP TABLE links;
+         ALTER TABLE inodes DROP COLUMN blocks;
          CREATE TABLE reservations(session TEXT PRIMARY KEY, bytes INTEGER NOT NULL);
          INSERT INTO reservations VALUES ('dead', 4096);
          UPDATE usage SET reserved = 4096;
@@ -1014,6 +1019,8 @@ fn a_version_4_store_is_migrated_and_its_reservations_given_back() {
     let meta = f.meta();
     assert_eq!(meta.read().reserved().unwrap(), 0);
     assert!(!meta.read().has_dir_quotas().unwrap());
+    // What older builds reported: whole 4 KiB blocks for the length.
+    assert_eq!(meta.read().inode(before).unwrap().unwrap().st_blocks(), 24);
     let (fs, _s) = f.core(false);
     file(&fs, ROOT_INO, "works", b"x");
     let version: i64 = rusqlite::Connection::open(&path)
@@ -1024,7 +1031,7 @@ fn a_version_4_store_is_migrated_and_its_reservations_given_back() {
             |r| r.get(0),
         )
         .unwrap();
-    assert_eq!(version, 5);
+    assert_eq!(version, 6);
 }
 
 #[test]
@@ -1244,4 +1251,61 @@ fn a_crashed_mounts_ghosts_are_deleted_without_counting_twice() {
     assert_eq!(f.meta().read().usage().unwrap(), (3, 2));
     assert_eq!(f.objects(&fs), 1);
     assert!(f.meta().read().all_ghosts().unwrap().is_empty());
+}
+
+#[test]
+fn block_counts_follow_the_content_open_and_closed() {
+    let f = Fixture::new();
+    let (fs, _s) = f.core(false);
+    let blocks = |ino| fs.getattr(ino).unwrap().st_blocks();
+    let (a, fh) = fs
+        .create(&CTX, ROOT_INO, b"f", 0o644, 0o022, libc::O_RDWR)
+        .unwrap();
+    let ino = a.ino;
+    fs.fallocate(fh, 0, 1 << 20, libc::FALLOC_FL_KEEP_SIZE)
+        .unwrap();
+    assert_eq!(blocks(ino), 2048, "open: the content's blocks");
+    fs.release(fh).unwrap();
+    assert_eq!(blocks(ino), 2048, "closed: as recorded");
+    let fh = fs.open(ino, libc::O_WRONLY).unwrap();
+    fs.fallocate(fh, 0, 1 << 20, 0).unwrap();
+    let punch = libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE;
+    fs.fallocate(fh, 0, 512 << 10, punch).unwrap();
+    fs.release(fh).unwrap();
+    assert_eq!(blocks(ino), 1024);
+    assert_eq!(f.meta().read().inode(ino).unwrap().unwrap().blocks, 1024);
+}
+
+#[test]
+fn handles_find_linked_inodes_inside_the_mount_only() {
+    let f = Fixture::new();
+    let (fs, _s) = f.core(false);
+    let d = fs.mkdir(&CTX, ROOT_INO, b"d", 0o755, 0).unwrap().ino;
+    let out = fs.mkdir(&CTX, ROOT_INO, b"out", 0o755, 0).unwrap().ino;
+    let inner = file(&fs, d, "inner", b"i");
+    let shared = file(&fs, out, "shared", b"s");
+    let outer = file(&fs, out, "outer", b"o");
+    fs.link(shared, d, b"shared").unwrap();
+    let gone = file(&fs, d, "gone", b"g");
+    fs.unlink(d, b"gone").unwrap();
+    drop(fs);
+    let spec = MountSpec {
+        root: d,
+        ..MountSpec::admin()
+    };
+    let sub = TenantFs::new(
+        f.meta(),
+        Arc::new(f.store.objects(&f.tenant)),
+        spec,
+        "sub".into(),
+    )
+    .unwrap();
+    let found = |ino| sub.by_handle(ino).map(|a| a.ino);
+    assert_eq!(found(d).unwrap(), d);
+    assert_eq!(found(inner).unwrap(), inner);
+    assert_eq!(found(shared).unwrap(), shared, "one of its names is inside");
+    for ino in [ROOT_INO, out, outer, gone, 1 << 40] {
+        assert!(matches!(found(ino), Err(FsError::Stale)), "{ino}");
+    }
+    assert_eq!(sub.parent_by_handle(d).unwrap().ino, d);
 }

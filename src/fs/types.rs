@@ -82,13 +82,17 @@ pub struct Attr {
     pub mtime: Nanos,
     pub ctime: Nanos,
     pub crtime: Nanos,
+    /// 512-byte blocks a file's content takes, as its store last measured them.
+    pub blocks: u64,
 }
 
 impl Attr {
-    /// 512-byte blocks, as `du` counts them.
-    pub fn blocks(&self) -> u64 {
+    /// 512-byte blocks, as `du` counts them: what a file's content takes (holes take
+    /// none), a symlink's target, a directory's one block.
+    pub fn st_blocks(&self) -> u64 {
         match self.kind {
-            Kind::File | Kind::Symlink => self.size.div_ceil(512),
+            Kind::File => self.blocks,
+            Kind::Symlink => self.size.div_ceil(512),
             Kind::Dir => 8,
             _ => 0,
         }
@@ -162,4 +166,23 @@ pub enum XattrMode {
     Any,
     Create,
     Replace,
+}
+
+/// How long an object is and how much room it takes, in 512-byte blocks as `st_blocks`
+/// counts them: less than its length where it has holes, more where space is allocated
+/// past its end.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Extent {
+    pub len: u64,
+    pub blocks: u64,
+}
+
+impl From<&std::fs::Metadata> for Extent {
+    fn from(m: &std::fs::Metadata) -> Extent {
+        use std::os::unix::fs::MetadataExt;
+        Extent {
+            len: m.len(),
+            blocks: m.blocks(),
+        }
+    }
 }
