@@ -71,9 +71,23 @@ fn writers_and_passthrough_readers_share_a_file() {
     let other = env.mounted_tenant_again("other");
     fs::write(m.p("f"), content()).unwrap();
 
-    // Readers first (passthrough). A writer in another mount goes ahead, and the readers
-    // see what it writes, in place and past the old end.
-    let reader = File::open(m.p("f")).unwrap();
+    // Readers first (passthrough). The kernel sends the release of `fs::write`'s handle
+    // after `close` returns, and a reader opened before the daemon hears of it rightly goes
+    // through the daemon; so open until a reader passes through, which a writer's ETXTBSY
+    // shows. A writer in another mount goes ahead, and the readers see what it writes, in
+    // place and past the old end.
+    let mut passing = None;
+    wait_until(Duration::from_secs(5), || {
+        let r = File::open(m.p("f")).unwrap();
+        match OpenOptions::new().append(true).open(m.p("f")) {
+            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) => passing = Some(r),
+            Err(e) => panic!("{e}"),
+            Ok(_) => {}
+        }
+        passing.is_some()
+    })
+    .expect("no read-only open passed through");
+    let reader = passing.unwrap();
     let second = File::open(m.p("f")).unwrap();
     let writer = OpenOptions::new().write(true).open(other.p("f")).unwrap();
     writer.write_all_at(b"NEW!", 0).unwrap();
