@@ -52,7 +52,9 @@ pub trait ObjectStore: Send + Sync {
 /// Free room in an object store.
 #[derive(Clone, Copy, Debug)]
 pub struct Space {
+    pub total_bytes: u64,
     pub avail_bytes: u64,
+    pub total_files: u64,
     pub avail_files: u64,
 }
 
@@ -136,8 +138,11 @@ impl ObjectStore for LocalObjects {
 
     fn space(&self) -> io::Result<Space> {
         let s = nix::sys::statvfs::statvfs(&self.root).map_err(io::Error::from)?;
+        let frag = s.fragment_size() as u64;
         Ok(Space {
-            avail_bytes: s.blocks_available() as u64 * s.fragment_size() as u64,
+            total_bytes: s.blocks() as u64 * frag,
+            avail_bytes: s.blocks_available() as u64 * frag,
+            total_files: s.files() as u64,
             avail_files: s.files_available() as u64,
         })
     }
@@ -191,17 +196,32 @@ impl Object for LocalObject {
     }
 
     fn allocate(&self, mode: i32, offset: u64, len: u64) -> io::Result<()> {
-        let (Ok(offset), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else {
-            return Err(io::Error::from_raw_os_error(libc::EFBIG));
-        };
-        // SAFETY: fallocate only reads its integer arguments; the fd is owned by self.file
-        // and stays open for the duration of the call.
-        let rc = unsafe { libc::fallocate(self.file.as_raw_fd(), mode, offset, len) };
-        if rc == 0 {
-            Ok(())
+        let end = offset
+            .checked_add(len)
+            .filter(|&e| e <= i64::MAX as u64)
+            .ok_or_else(|| io::Error::from_raw_os_error(libc::EFBIG))?;
+        let allocating = mode & (libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_COLLAPSE_RANGE) == 0;
+        // ext4 keeps what a failed allocation got before it ran out of room: note the holes
+        // first, so a failure can give back exactly what it took.
+        let before = if allocating {
+            Some((self.file.metadata()?.len(), self.holes(offset, end)?))
         } else {
-            Err(io::Error::last_os_error())
+            None
+        };
+        let failed = match fallocate(&self.file, mode, offset, len) {
+            Ok(()) => return Ok(()),
+            Err(e) => e,
+        };
+        if let Some((size, holes)) = before {
+            let keep = libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE;
+            for (from, to) in holes {
+                fallocate(&self.file, keep, from, to - from)?;
+            }
+            if self.file.metadata()?.len() != size {
+                self.file.set_len(size)?;
+            }
         }
+        Err(failed)
     }
 
     fn seek(&self, offset: u64, whence: i32) -> io::Result<u64> {
@@ -216,6 +236,48 @@ impl Object for LocalObject {
 
     fn local_fd(&self) -> Option<BorrowedFd<'_>> {
         Some(self.file.as_fd())
+    }
+}
+
+impl LocalObject {
+    /// The holes in `[from, to)`, past the end included.
+    fn holes(&self, from: u64, to: u64) -> io::Result<Vec<(u64, u64)>> {
+        let size = self.file.metadata()?.len();
+        let inside = to.min(size);
+        let mut holes = Vec::new();
+        let mut at = from;
+        while at < inside {
+            let hole = self.seek(at, libc::SEEK_HOLE)?;
+            if hole >= inside {
+                break;
+            }
+            let data = match self.seek(hole, libc::SEEK_DATA) {
+                Ok(data) => data,
+                Err(e) if e.raw_os_error() == Some(libc::ENXIO) => size,
+                Err(e) => return Err(e),
+            };
+            holes.push((hole, data.min(inside)));
+            at = data;
+        }
+        if size < to {
+            holes.push((from.max(size), to));
+        }
+        Ok(holes)
+    }
+}
+
+/// fallocate(2) on `file`.
+fn fallocate(file: &File, mode: i32, offset: u64, len: u64) -> io::Result<()> {
+    let (Ok(offset), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else {
+        return Err(io::Error::from_raw_os_error(libc::EFBIG));
+    };
+    // SAFETY: fallocate only reads its integer arguments, and `file` keeps the fd open for
+    // the duration of the call.
+    let rc = unsafe { libc::fallocate(file.as_raw_fd(), mode, offset, len) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
     }
 }
 

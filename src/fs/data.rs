@@ -442,6 +442,7 @@ impl TenantFs {
             }
         }
         let data = &data[..(end - offset) as usize];
+        self.room_to_write(obj, &st, offset, end, h.append)?;
         self.mark(obj)?;
         if h.append {
             end = self.data(obj)?.append(data)?;
@@ -459,6 +460,31 @@ impl TenantFs {
         drop(st);
         self.throttle.bytes(data.len() as u64);
         Ok(data.len() as u32)
+    }
+
+    /// Room on the store's disk for a write or allocation of `[offset, end)`. At the reserve,
+    /// one over content that takes its blocks already goes ahead: it needs no new ones, and a
+    /// database on a full disk can still update its pages in place.
+    fn room_to_write(
+        &self,
+        obj: &OpenObject,
+        st: &FileState,
+        offset: u64,
+        end: u64,
+        append: bool,
+    ) -> FsResult<()> {
+        match self.grow(end - offset) {
+            Err(FsError::NoSpace) if !append && end <= st.size => {
+                let Some(data) = self.content(obj) else {
+                    return Err(FsError::NoSpace);
+                };
+                match data.seek(offset, libc::SEEK_HOLE) {
+                    Ok(hole) if hole >= end => Ok(()),
+                    _ => Err(FsError::NoSpace),
+                }
+            }
+            other => other,
+        }
     }
 
     /// Before a write by a caller without `CAP_FSETID`: clears the file's set-user-ID bit,
@@ -555,6 +581,9 @@ impl TenantFs {
             && self.reserve(obj.ino, &mut st, end)? < end
         {
             return Err(FsError::Quota);
+        }
+        if mode & (libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_COLLAPSE_RANGE) == 0 {
+            self.room_to_write(obj, &st, offset, end, false)?;
         }
         self.mark(obj)?;
         self.data(obj)?.allocate(mode, offset, len)?;

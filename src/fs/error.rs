@@ -41,6 +41,8 @@ pub enum FsError {
     FileTooLarge,
     #[error("quota exceeded")]
     Quota,
+    #[error("the store's disk is full to its reserve")]
+    NoSpace,
     #[error("permission denied by the tenant's ACL")]
     Denied,
     #[error("resource busy")]
@@ -82,6 +84,7 @@ impl FsError {
             FsError::TooBig => libc::E2BIG,
             FsError::FileTooLarge => libc::EFBIG,
             FsError::Quota => libc::EDQUOT,
+            FsError::NoSpace => libc::ENOSPC,
             FsError::Denied => libc::EACCES,
             FsError::Busy => libc::EBUSY,
             FsError::Revoked => libc::EKEYREVOKED,
@@ -97,12 +100,21 @@ impl FsError {
             {
                 libc::EAGAIN
             }
+            // SQLite could not grow its files.
+            FsError::Meta(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::DiskFull =>
+            {
+                libc::ENOSPC
+            }
             FsError::Meta(_) => libc::EIO,
         }
     }
 
     /// Routine errors are answers (ENOENT on a lookup); the rest deserve a log line.
+    /// A full disk is one too: the room check logs when the edge is reached, once, rather
+    /// than every write that meets it.
     pub fn is_routine(&self) -> bool {
         !matches!(self, FsError::Io(_) | FsError::Meta(_) | FsError::Panicked)
+            || self.errno() == libc::ENOSPC
     }
 }

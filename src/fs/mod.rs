@@ -22,6 +22,7 @@ pub mod error;
 mod ghosts;
 mod handles;
 mod names;
+pub mod room;
 mod setid;
 pub mod throttle;
 pub mod types;
@@ -158,6 +159,8 @@ pub struct TenantFs {
     noatime: AtomicBool,
     /// Access times not yet written.
     atimes: atime::Pending,
+    /// Room on the store's disk above the reserve no tenant may take.
+    room: room::Room,
 }
 
 fn check_name(name: &[u8]) -> FsResult<()> {
@@ -307,6 +310,7 @@ impl TenantFs {
             ghosts: Default::default(),
             noatime: AtomicBool::new(false),
             atimes: Default::default(),
+            room: Default::default(),
         })
     }
 
@@ -336,6 +340,11 @@ impl TenantFs {
             REVOKED => Err(FsError::Revoked),
             _ => Err(FsError::Expired),
         }
+    }
+
+    /// Takes room on the store's disk for `want` more bytes: `NoSpace` at the reserve.
+    fn grow(&self, want: u64) -> FsResult<()> {
+        self.room.take(want, || Ok(self.objects.space()?))
     }
 
     fn writable(&self) -> FsResult<()> {
@@ -621,8 +630,10 @@ impl TenantFs {
         let levels = quota::applying(&self.meta.lock().read(), self.root)?;
         let tenant = levels[0];
         let space = self.objects.space()?;
+        // Free is what the tenant may still take: the disk's room above the reserve.
+        let (disk_room, files_room) = room::Reserve::of(&space).room(&space);
         let bsize = 4096u64;
-        let disk_free = space.avail_bytes / bsize;
+        let disk_free = disk_room / bsize;
         let (blocks, free) = match levels
             .iter()
             .filter(|q| q.max_bytes > 0)
@@ -636,11 +647,13 @@ impl TenantFs {
             .filter(|q| q.max_inodes > 0)
             .min_by_key(|q| q.inodes_left())
         {
-            Some(q) => (q.max_inodes, q.inodes_left().min(space.avail_files)),
-            None => (tenant.inodes + space.avail_files, space.avail_files),
+            Some(q) => (q.max_inodes, q.inodes_left().min(files_room)),
+            None => (tenant.inodes + files_room, files_room),
         };
         Ok(StatFs {
-            blocks,
+            // df leaves out file systems of no size: an empty tenant on a full disk is one
+            // block, all used, not absent.
+            blocks: blocks.max(1),
             bfree: free,
             bavail: free,
             files,

@@ -50,6 +50,7 @@ impl TenantFs {
                 return Err(FsError::Quota);
             }
         }
+        self.grow(room::METADATA + extra)?;
         // A setgid directory hands its group down, and its setgid bit to subdirectories.
         let (gid, perm) = if p.perm & libc::S_ISGID as u16 != 0 {
             let perm = if kind == Kind::Dir {
@@ -202,6 +203,7 @@ impl TenantFs {
             if a.nlink >= LINK_MAX {
                 return Err(FsError::TooManyLinks);
             }
+            self.grow(room::METADATA)?;
             let now = now_nanos();
             let counted = quota::before(tx, ino)?;
             if a.nlink == 1

@@ -147,6 +147,7 @@ impl TenantFs {
                 XattrMode::Replace if !exists => return Err(FsError::NoXattr),
                 _ => {}
             }
+            self.grow(room::METADATA + value.len() as u64)?;
             tx.set_xattr(ino, name, value)?;
             tx.set_ctime(ino, now_nanos())?;
             Ok(())

@@ -18,11 +18,16 @@ pub struct Env {
 impl Env {
     /// A fresh, initialised store.
     pub fn new() -> Env {
+        Env::with_store(None)
+    }
+
+    /// A fresh store initialised at `store` (by default, in the test's temp dir).
+    pub fn with_store(store: Option<PathBuf>) -> Env {
         let dir = tempfile::Builder::new()
             .prefix("tfs-test-")
             .tempdir()
             .unwrap();
-        let store = dir.path().join("store");
+        let store = store.unwrap_or_else(|| dir.path().join("store"));
         let env = Env { dir, store };
         env.ok(&["init"]);
         env
