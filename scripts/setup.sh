@@ -10,6 +10,7 @@ command -v fio >/dev/null 2>&1 || missing+=(fio)
 command -v getfattr >/dev/null 2>&1 || missing+=(attr)
 command -v git >/dev/null 2>&1 || missing+=(git)
 command -v rsync >/dev/null 2>&1 || missing+=(rsync)
+command -v mkfs.ext4 >/dev/null 2>&1 || missing+=(e2fsprogs)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "setup: missing ${missing[*]}; run as root or install them" >&2
