@@ -137,7 +137,13 @@ impl ObjectStore for LocalObjects {
     }
 
     fn space(&self) -> io::Result<Space> {
-        let s = nix::sys::statvfs::statvfs(&self.root).map_err(io::Error::from)?;
+        // The folder appears with the first object; until then its parent's disk is the one.
+        let at = self
+            .root
+            .ancestors()
+            .find(|p| p.exists())
+            .unwrap_or(&self.root);
+        let s = nix::sys::statvfs::statvfs(at).map_err(io::Error::from)?;
         let frag = s.fragment_size() as u64;
         Ok(Space {
             total_bytes: s.blocks() as u64 * frag,
