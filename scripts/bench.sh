@@ -16,13 +16,14 @@ cleanup() {
   "$tfs" umount "$work/tenantfs-acl" 2>/dev/null || true
   "$tfs" umount "$work/tenantfs-quota" 2>/dev/null || true
   "$tfs" umount "$work/tenantfs-pass" 2>/dev/null || true
+  "$tfs" umount "$work/tenantfs-noatime" 2>/dev/null || true
   umount "$work/bindfs" 2>/dev/null || fusermount3 -u "$work/bindfs" 2>/dev/null || true
   rm -rf "$work"
 }
 trap cleanup EXIT
 
 mkdir -p "$work/native" "$work/bindfs-src" "$work/bindfs" "$work/tenantfs" "$work/tenantfs-acl" "$work/tenantfs-quota" \
-  "$work/tenantfs-pass"
+  "$work/tenantfs-pass" "$work/tenantfs-noatime"
 bindfs "$work/bindfs-src" "$work/bindfs"
 "$tfs" init 2>/dev/null
 # tenantfs: an admin key, so no ACL is checked ("ACLs off").
@@ -65,13 +66,19 @@ done
 "$tfs" key create --tenant bench-pass --subject agent:bench > "$work/bench-pass.key" 2>/dev/null
 "$tfs" mount "$work/tenantfs-pass" --key-file "$work/bench-pass.key"
 
+# tenantfs-noatime: as tenantfs, mounted --noatime, so tenantfs/tenantfs-noatime is what
+# keeping access times (relatime, the default) costs.
+"$tfs" tenant create bench-noatime 2>/dev/null
+"$tfs" key create --tenant bench-noatime --subject user:bench --scope admin > "$work/bench-noatime.key" 2>/dev/null
+"$tfs" mount "$work/tenantfs-noatime" --key-file "$work/bench-noatime.key" --noatime
+
 echo "tenantfs $("$tfs" --version | cut -d' ' -f2), $(uname -r), $(nproc) cores" >&2
 python3 scripts/bench.py --work "$work" --rounds "$rounds" \
   --target native="$work/native" --target bindfs="$work/bindfs" --target tenantfs="$work/tenantfs" \
   --target tenantfs-acl="$work/tenantfs-acl" --target tenantfs-quota="$work/tenantfs-quota" \
-  --target tenantfs-pass="$work/tenantfs-pass" \
+  --target tenantfs-pass="$work/tenantfs-pass" --target tenantfs-noatime="$work/tenantfs-noatime" \
   --compare tenantfs/bindfs --compare tenantfs-acl/bindfs --compare tenantfs-pass/bindfs \
-  --compare tenantfs-acl/tenantfs --compare tenantfs-quota/tenantfs \
+  --compare tenantfs-acl/tenantfs --compare tenantfs-quota/tenantfs --compare tenantfs/tenantfs-noatime \
   ${BENCH_JSON:+--json "$BENCH_JSON"}
 
 # Noisy neighbour: tenant B (bench) measured alone and beside tenant A (bench-quota) running

@@ -326,6 +326,21 @@ struct MountArgs {
     /// in the daemon's RSS but belong to the host's page cache, which can reclaim them.
     #[arg(long, default_value = "256M", value_parser = parse_size, value_name = "SIZE")]
     db_map: u64,
+    /// A background daemon's log (STORE/logs/TENANT.log) is moved to TENANT.log.1 at this
+    /// size, so the logs of a mount never take more than twice it.
+    #[arg(long, default_value = "16M", value_parser = parse_log_max, value_name = "SIZE")]
+    log_max_size: u64,
+}
+
+fn parse_log_max(s: &str) -> std::result::Result<u64, String> {
+    let n = parse_size(s)?;
+    if n < crate::logging::ROTATE_MIN {
+        return Err(format!(
+            "{s} is too small for a log; give at least {}K",
+            crate::logging::ROTATE_MIN >> 10
+        ));
+    }
+    Ok(n)
 }
 
 pub fn run() -> i32 {
@@ -383,6 +398,7 @@ fn dispatch(cli: Cli) -> Result<()> {
                         db_cache: args.db_cache,
                         db_map: args.db_map,
                     },
+                    log_max: args.log_max_size,
                 },
             )
         }

@@ -43,6 +43,8 @@ pub struct MountRequest {
     pub noatime: bool,
     pub threads: usize,
     pub caches: Caches,
+    /// A background daemon's log is moved aside at this size.
+    pub log_max: u64,
 }
 
 /// Sizes of a mount's caches, so memory can be traded for speed.
@@ -100,7 +102,7 @@ pub fn mount(store: &Store, req: MountRequest) -> Result<()> {
         }
         ForkResult::Child => {
             drop(rd);
-            let code = match daemonize(store, &principal)
+            let code = match daemonize(store, &principal, req.log_max)
                 .and_then(|()| serve(store, &principal, &mountpoint, &req, Some(wr)))
             {
                 Ok(()) => 0,
@@ -126,7 +128,7 @@ fn log_path(store: &Store, p: &Principal) -> PathBuf {
 }
 
 /// Detaches from the terminal: a new session, stdin from /dev/null, output to the log.
-fn daemonize(store: &Store, p: &Principal) -> Result<()> {
+fn daemonize(store: &Store, p: &Principal, log_max: u64) -> Result<()> {
     nix::unistd::setsid().map_err(|e| io_err("setsid", e))?;
     let path = log_path(store, p);
     let log =
@@ -145,7 +147,7 @@ fn daemonize(store: &Store, p: &Principal) -> Result<()> {
             });
         }
     }
-    crate::logging::log_file(&path);
+    crate::logging::log_file(&path, log_max);
     Ok(())
 }
 

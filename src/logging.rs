@@ -7,7 +7,8 @@
 //! - each cause (a log statement's place in the code) writes at most [`BURST`] lines at
 //!   once and [`PER_MINUTE`] a minute after that; what it loses is counted and said once it
 //!   may write again. A tenant can repeat one request forever; its log costs stay bounded;
-//! - a background daemon's log file is moved aside to `NAME.1` past [`ROTATE_AT`] bytes,
+//! - a background daemon's log file is moved aside to `NAME.1` past its cap
+//!   (`mount --log-max-size`, 16 MiB by default),
 //!   so a daemon's logs never take more than twice that.
 //!
 //! A hand-written filter rather than a crate: tracing-throttle (the one on crates.io)
@@ -33,15 +34,22 @@ use tracing_subscriber::util::SubscriberInitExt;
 pub const BURST: u32 = 20;
 /// Lines one cause may write a minute once its burst is spent.
 pub const PER_MINUTE: u32 = 10;
-/// Size at which a daemon's log file is moved aside.
-pub const ROTATE_AT: u64 = 16 << 20;
+/// The smallest cap `log_file` takes: a few lines.
+pub const ROTATE_MIN: u64 = 4 << 10;
 
 /// Where log lines go: standard error, which a background daemon points at its log file.
 struct Sink {
     /// Lines that could not be written since the last one that could.
     dropped: AtomicU64,
-    /// A daemon's log file and the bytes written to it, once it is known.
-    file: Mutex<Option<(PathBuf, u64)>>,
+    /// A daemon's log file, once it is known.
+    file: Mutex<Option<LogFile>>,
+}
+
+struct LogFile {
+    path: PathBuf,
+    written: u64,
+    /// Size at which it is moved aside.
+    cap: u64,
 }
 
 static SINK: Sink = Sink {
@@ -72,11 +80,11 @@ impl Sink {
     /// Counts bytes written to a daemon's log file and moves the file aside past the cap.
     fn wrote(&self, n: usize) {
         let mut file = self.file.lock();
-        let Some((path, written)) = file.as_mut() else {
+        let Some(LogFile { path, written, cap }) = file.as_mut() else {
             return;
         };
         *written += n as u64;
-        if *written < ROTATE_AT {
+        if *written < *cap {
             return;
         }
         *written = 0;
@@ -136,10 +144,15 @@ pub fn open_log(path: &Path) -> io::Result<std::fs::File> {
         .open(path)
 }
 
-/// From now on standard error is `path`: count what is written there and rotate it.
-pub fn log_file(path: &Path) {
-    let size = std::fs::metadata(path).map_or(0, |m| m.len());
-    *SINK.file.lock() = Some((path.to_path_buf(), size));
+/// From now on standard error is `path`: count what is written there and move it aside
+/// at `cap` bytes (at least [`ROTATE_MIN`]).
+pub fn log_file(path: &Path, cap: u64) {
+    let written = std::fs::metadata(path).map_or(0, |m| m.len());
+    *SINK.file.lock() = Some(LogFile {
+        path: path.to_path_buf(),
+        written,
+        cap: cap.max(ROTATE_MIN),
+    });
 }
 
 /// Lines that could not be written and were not yet reported (for tests and status).

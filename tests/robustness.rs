@@ -110,6 +110,83 @@ fn a_daemon_whose_log_is_dev_full_keeps_serving() {
     assert!(status.success(), "exit status {status:?}");
 }
 
+#[test]
+fn a_panic_in_one_request_fails_it_with_eio_and_the_mount_serves_on() {
+    let env = Env::new();
+    env.tenant("acme");
+    let (key, _) = env.key("acme", "user:alice", &[]);
+    let mp = env.mountpoint("p");
+    let log = env.dir.path().join("foreground.log");
+    // Debug builds panic on a lookup of this name: a stand-in for a bug in any request.
+    let mut child = env
+        .foreground(&mp, &key)
+        .env("TENANTFS_FAULT_PANIC_ON_LOOKUP", "boom")
+        .stderr(Stdio::from(fs::File::create(&log).unwrap()))
+        .spawn()
+        .unwrap();
+    assert!(wait_until(Duration::from_secs(10), || common::mounted(&mp)).is_some());
+    for i in 0..100 {
+        let e = fs::metadata(mp.join("boom")).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::EIO), "{e}");
+        fs::write(mp.join(format!("f{i}")), b"after").unwrap();
+    }
+    assert_eq!(fs::read(mp.join("f99")).unwrap(), b"after");
+    assert_eq!(fs::read_dir(&mp).unwrap().count(), 100);
+    assert!(child.try_wait().unwrap().is_none(), "the daemon is alive");
+    env.ok(&["umount", mp.to_str().unwrap()]);
+    let mut status = None;
+    wait_until(Duration::from_secs(10), || {
+        status = child.try_wait().unwrap();
+        status.is_some()
+    });
+    assert!(status.expect("the daemon exited").success());
+    // Said, and within the per-cause budget, not once per panic.
+    let text = fs::read_to_string(&log).unwrap();
+    let said = text.matches("fault injected: lookup of boom").count();
+    assert!((1..=20).contains(&said), "{said} panic lines:\n{text}");
+}
+
+#[test]
+fn a_daemon_log_moves_aside_at_its_cap() {
+    let env = Env::new();
+    env.tenant("acme");
+    let (key, _) = env.key("acme", "user:alice", &[]);
+    let cap = 4096;
+    let log = env.store.join("logs/acme.log");
+    let old = env.store.join("logs/acme.log.1");
+    // Each mount logs a few lines; forty of them write several caps' worth.
+    for i in 0..40 {
+        let m = env.mount(&format!("m{i}"), &key, &["--log-max-size", "4K"]);
+        fs::write(m.p(&format!("f{i}")), b"x").unwrap();
+        let pid = m.pid;
+        drop(m);
+        // Its last lines are written before the next daemon measures the file.
+        let gone = || !Path::new(&format!("/proc/{pid}")).exists();
+        assert!(wait_until(Duration::from_secs(10), gone).is_some());
+        let now = fs::metadata(&log).map_or(0, |m| m.len());
+        assert!(now < cap + 1024, "the log is {now} bytes, past its cap");
+    }
+    let kept = fs::metadata(&old).unwrap().len();
+    assert!(kept < cap + 1024, "the old log is {kept} bytes");
+    let text = fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains("/m39"),
+        "the newest mount logs to the new file:\n{text}"
+    );
+    // A cap too small for a line or two is refused, saying how small the cap may be.
+    let mp = env.mountpoint("tiny");
+    let key = key.to_str().unwrap();
+    let err = env.fails(&[
+        "mount",
+        mp.to_str().unwrap(),
+        "--key-file",
+        key,
+        "--log-max-size",
+        "100",
+    ]);
+    assert!(err.contains("at least 4K"), "{err}");
+}
+
 /// A small ext4 disk in a loop-mounted image file, unmounted when dropped.
 struct LoopDisk {
     _dir: tempfile::TempDir,

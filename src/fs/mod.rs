@@ -19,6 +19,8 @@ mod atime;
 mod data;
 mod dirs;
 pub mod error;
+#[cfg(debug_assertions)]
+mod faults;
 mod ghosts;
 mod handles;
 mod names;
@@ -510,6 +512,8 @@ impl TenantFs {
     }
 
     pub fn lookup(&self, parent: Ino, name: &[u8]) -> FsResult<Attr> {
+        #[cfg(debug_assertions)]
+        faults::at_lookup(name);
         self.live()?;
         if name.len() > NAME_MAX {
             return Err(FsError::NameTooLong);
