@@ -26,6 +26,10 @@ pub(super) const GRACE: Duration = Duration::from_secs(2);
 #[derive(Default)]
 pub(super) struct Ghosts {
     queue: Mutex<VecDeque<(Instant, Ino)>>,
+    /// Held by a purge until the objects it buried are deleted and queued for their `gc`
+    /// rows to go, so the unmount's purge waits for the watcher's and its last
+    /// transaction takes those rows with it.
+    purging: Mutex<()>,
 }
 
 impl Ghosts {
@@ -55,6 +59,7 @@ impl TenantFs {
     /// since becomes an ordinary orphan, deleted at its last release. Off the request path:
     /// the key watcher calls this on every tick.
     pub fn purge_ghosts(&self, all: bool) -> FsResult<()> {
+        let _purging = self.ghosts.purging.lock();
         let mut doomed = Vec::new();
         {
             let open = self.open.lock();

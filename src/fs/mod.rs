@@ -733,6 +733,7 @@ impl TenantFs {
         if let Err(e) = self.meta.lock().sync() {
             tracing::warn!(error = %e, "metadata sync at unmount failed");
         }
+        tracing::info!(session = %self.session, "mount ended; its state is written back");
     }
 }
 

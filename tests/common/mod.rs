@@ -140,9 +140,12 @@ impl Env {
     /// Checks a tenant's store and fails the test, with fsck's report, unless it is clean.
     pub fn fsck_clean(&self, tenant: &str) {
         let fsck = self.run(&["fsck", "--tenant", tenant]);
+        // The daemons' own account of what they did, for a failure seen only on a busy CI.
+        let log = std::fs::read_to_string(self.store.join("logs").join(format!("{tenant}.log")))
+            .unwrap_or_default();
         assert!(
             fsck.status.success(),
-            "{}",
+            "{}\ndaemon log:\n{log}",
             String::from_utf8_lossy(&fsck.stdout)
         );
     }
