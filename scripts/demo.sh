@@ -22,6 +22,9 @@ run() { step "$*"; "$@"; }
 run "$tfs" init
 run "$tfs" tenant create acme --name "Acme Corp"
 run "$tfs" tenant create beta --name "Beta Labs"
+# Key files are secrets: made 0600, so mount has nothing to warn about.
+step "umask 077"
+umask 077
 step "tenantfs key create --tenant acme --subject user:alice > alice.key"
 "$tfs" key create --tenant acme --subject user:alice > "$work/alice.key"
 step "tenantfs key create --tenant beta --subject agent:bot > bot.key"
