@@ -2,7 +2,7 @@
 //! never rewritten. A token bucket bounds how fast it grows, so a denial storm cannot fill the
 //! disk; denials past the bucket are counted and the count rides on the next line written.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -76,11 +76,7 @@ impl AuditLog {
             suppressed: std::mem::take(&mut b.suppressed),
         };
         if b.file.is_none() {
-            b.file = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&self.path)
-                .ok();
+            b.file = crate::private::append_file(&self.path).ok();
         }
         let Some(file) = b.file.as_mut() else { return };
         let mut line = serde_json::to_vec(&record).expect("a record serializes");

@@ -351,6 +351,7 @@ pub fn run() -> i32 {
         );
         return 2;
     }
+    crate::private::restrict_umask();
     let cli = Cli::parse();
     crate::logging::init();
     match dispatch(cli) {

@@ -574,7 +574,7 @@ impl PidFile {
 
     fn create(mountpoint: &Path) -> Result<PidFile> {
         let path = Self::path(mountpoint);
-        fs::create_dir_all(runtime_dir())
+        crate::private::create_dir(&runtime_dir())
             .context(|| format!("cannot create {}", runtime_dir().display()))?;
         fs::write(
             &path,

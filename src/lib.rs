@@ -21,6 +21,7 @@ pub mod logging;
 pub mod meta;
 pub mod objects;
 pub mod policy;
+pub mod private;
 pub mod quota;
 pub mod store;
 pub mod time;

@@ -109,7 +109,9 @@ impl ObjectStore for LocalObjects {
         let file = match opts.open(&path) {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound && create => {
-                fs::create_dir_all(path.parent().expect("object paths have a shard folder"))?;
+                crate::private::create_dir(
+                    path.parent().expect("object paths have a shard folder"),
+                )?;
                 opts.create(true).open(&path)?
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),

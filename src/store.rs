@@ -12,7 +12,7 @@
 //! isolation boundary, so a query bug cannot reach another tenant's rows.
 
 use std::fs::{self, File};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use nix::fcntl::{Flock, FlockArg};
@@ -44,12 +44,13 @@ pub struct TenantUsage {
     pub max_inodes: u64,
 }
 
+/// A database file and SQLite's files beside it, 0600 (see [`crate::private::sqlite_files`]).
+fn private_db(path: &Path) -> Result<()> {
+    crate::private::sqlite_files(path).context(|| format!("cannot make {} private", path.display()))
+}
+
 fn mkdir_private(path: &Path) -> Result<()> {
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(path)
-        .context(|| format!("cannot create {}", path.display()))
+    crate::private::create_dir(path).context(|| format!("cannot create {}", path.display()))
 }
 
 impl Store {
@@ -72,6 +73,7 @@ impl Store {
         }
         mkdir_private(&root.join("tenants"))?;
         mkdir_private(&root.join("logs"))?;
+        private_db(&catalog)?;
         Catalog::create(&catalog)?;
         Ok(InitOutcome::Created)
     }
@@ -94,7 +96,9 @@ impl Store {
     }
 
     pub fn catalog(&self) -> Result<Catalog> {
-        Catalog::open(&self.root.join("catalog.db"))
+        let path = self.root.join("catalog.db");
+        private_db(&path)?;
+        Catalog::open(&path)
     }
 
     pub fn tenant_dir(&self, id: &TenantId) -> PathBuf {
@@ -133,6 +137,7 @@ impl Store {
         }
         mkdir_private(&staging.join("objects"))?;
         mkdir_private(&staging.join("sessions"))?;
+        private_db(&staging.join("meta.db"))?;
         Meta::create(
             &staging.join("meta.db"),
             owner.0,
@@ -155,6 +160,7 @@ impl Store {
         if !path.is_file() {
             return Err(Error::TenantMissing(id.to_string()));
         }
+        private_db(&path)?;
         Ok(Meta::open_sized(&path, cache, map)?)
     }
 

@@ -658,3 +658,163 @@ fn file_handles_reach_nothing_a_path_could_not() {
         .unwrap();
     assert_eq!(r.metadata().unwrap().ino(), 1);
 }
+
+/// Runs tenantfs for `env` under umask 000, the loosest a caller can have.
+fn under_open_umask(env: &Env, args: &[&str]) -> std::process::Output {
+    use std::os::unix::process::CommandExt;
+    let mut c = env.cmd(args);
+    // SAFETY: umask is async-signal-safe and touches nothing but the child's own state.
+    unsafe {
+        c.pre_exec(|| {
+            libc::umask(0);
+            Ok(())
+        });
+    }
+    let out = c.output().unwrap();
+    assert!(
+        out.status.success(),
+        "tenantfs {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Every file and folder under `root`, with its mode bits.
+fn modes_under(root: &std::path::Path) -> Vec<(std::path::PathBuf, u32, bool)> {
+    let mut out = Vec::new();
+    let mut todo = vec![root.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in fs::read_dir(&d).unwrap() {
+            let e = e.unwrap();
+            let m = fs::symlink_metadata(e.path()).unwrap();
+            if m.is_dir() {
+                todo.push(e.path());
+            }
+            out.push((e.path(), m.mode() & 0o7777, m.is_dir()));
+        }
+    }
+    out
+}
+
+#[test]
+fn everything_in_the_store_is_private_whatever_the_umask() {
+    let dir = tempfile::Builder::new()
+        .prefix("tfs-test-")
+        .tempdir()
+        .unwrap();
+    let env = Env {
+        store: dir.path().join("store"),
+        dir,
+    };
+    under_open_umask(&env, &["init"]);
+    under_open_umask(&env, &["tenant", "create", "acme", "--private"]);
+    let key = under_open_umask(
+        &env,
+        &[
+            "key",
+            "create",
+            "--tenant",
+            "acme",
+            "--subject",
+            "user:alice",
+            "--scope",
+            "admin",
+        ],
+    );
+    let bob = under_open_umask(
+        &env,
+        &["key", "create", "--tenant", "acme", "--subject", "user:bob"],
+    );
+    let (kf, bf) = (
+        env.dir.path().join("alice.key"),
+        env.dir.path().join("bob.key"),
+    );
+    for (f, k) in [(&kf, &key), (&bf, &bob)] {
+        fs::write(f, &k.stdout).unwrap();
+        fs::set_permissions(f, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    }
+    let mp = env.mountpoint("m");
+    let mb = env.mountpoint("b");
+    under_open_umask(
+        &env,
+        &[
+            "mount",
+            mp.to_str().unwrap(),
+            "--key-file",
+            kf.to_str().unwrap(),
+        ],
+    );
+    under_open_umask(
+        &env,
+        &[
+            "mount",
+            mb.to_str().unwrap(),
+            "--key-file",
+            bf.to_str().unwrap(),
+        ],
+    );
+    for i in 0..40 {
+        fs::create_dir_all(mp.join(format!("d{i}/e"))).unwrap();
+        fs::write(mp.join(format!("d{i}/e/f")), b"secret").unwrap();
+    }
+    // A denial, so the audit log exists.
+    assert_eq!(
+        errno_of(fs::read_dir(mb.join("d0")).unwrap_err()),
+        libc::EACCES
+    );
+
+    let check = |what: &str, required: &[&str]| {
+        let found = modes_under(&env.store);
+        for want in required {
+            assert!(
+                found
+                    .iter()
+                    .any(|(p, _, _)| p.file_name().unwrap() == *want),
+                "{what}: {want} is in the store"
+            );
+        }
+        let objects = found
+            .iter()
+            .filter(|(p, _, dir)| !dir && p.to_string_lossy().contains("/objects/"));
+        assert!(objects.count() >= 40, "{what}: the objects are there");
+        for (p, mode, dir) in found
+            .iter()
+            .chain(&modes_under(&env.dir.path().join("run")))
+        {
+            let want = if *dir { 0o700 } else { 0o600 };
+            assert_eq!(*mode, want, "{what}: {} is {mode:o}", p.display());
+        }
+    };
+    // While mounted, SQLite's -wal and -shm files are there too.
+    let live = [
+        "meta.db",
+        "meta.db-wal",
+        "meta.db-shm",
+        "acme.log",
+        "audit.log",
+    ];
+    check("mounted, made under umask 000", &live);
+    for m in [&mp, &mb] {
+        under_open_umask(&env, &["umount", m.to_str().unwrap()]);
+    }
+    under_open_umask(&env, &["tenant", "list"]);
+    check("unmounted", &["catalog.db", "meta.db"]);
+
+    // A store an older release left readable by others is tightened when next opened.
+    let meta = env.store.join("tenants/acme/meta.db");
+    for f in [env.store.join("catalog.db"), meta.clone()] {
+        fs::set_permissions(&f, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    }
+    under_open_umask(
+        &env,
+        &[
+            "mount",
+            mp.to_str().unwrap(),
+            "--key-file",
+            kf.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(fs::read(mp.join("d1/e/f")).unwrap(), b"secret");
+    check("mounted, after opening a 0644 store", &live);
+    under_open_umask(&env, &["umount", mp.to_str().unwrap()]);
+}
