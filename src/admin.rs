@@ -8,9 +8,9 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::fs::access::Access;
-use crate::fs::types::{Ino, ROOT_INO};
 use crate::meta::{Meta, Tx};
 use crate::policy::{Entry, EntrySpec, Rights, is_group, parse_subject};
+use crate::types::{Ino, ROOT_INO};
 
 /// Resolves an absolute path in the tenant to its inode.
 pub fn resolve(meta: &Meta, path: &str) -> Result<Ino> {
@@ -224,7 +224,7 @@ fn quota_view(tx: &Tx<'_>, q: &crate::meta::DirQuota) -> QuotaView {
 fn quota_dir(meta: &Meta, path: &str) -> Result<Ino> {
     let ino = resolve(meta, path)?;
     match meta.read().inode(ino)? {
-        Some(a) if a.kind == crate::fs::types::Kind::Dir => Ok(ino),
+        Some(a) if a.kind == crate::types::Kind::Dir => Ok(ino),
         _ => Err(Error::Usage(format!(
             "{path} is not a directory: quotas go on directories and cover what is below them"
         ))),

@@ -21,13 +21,13 @@ use std::collections::{HashMap, HashSet};
 use serde::Serialize;
 
 use crate::error::{Context, Error, Result};
-use crate::fs::types::{Attr, Extent, Ino, Kind, ROOT_INO};
 use crate::ids::TenantId;
 use crate::meta::{NewInode, SessionTable};
 use crate::objects::ObjectStore;
 use crate::quota;
 use crate::store::{Store, live_sessions, recover_dead_sessions};
 use crate::time::now_nanos;
+use crate::types::{Attr, Extent, Ino, Kind, ROOT_INO};
 
 #[derive(Clone, Debug, Serialize)]
 pub struct Finding {

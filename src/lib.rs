@@ -2,7 +2,8 @@
 //!
 //! Layers, each depending only on those below it: `cli` → `daemon` → `fuse` (the only
 //! module that knows fuser) → `fs` (the POSIX core) → `meta` (SQLite) and `objects`
-//! (file content). `store`, `catalog` and `keys` hold tenants and keys.
+//! (file content). `store`, `catalog` and `keys` hold tenants and keys. `types` holds the
+//! plain data (inode numbers, attributes, extents) that every layer shares.
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 pub mod admin;
@@ -25,3 +26,4 @@ pub mod private;
 pub mod quota;
 pub mod store;
 pub mod time;
+pub mod types;

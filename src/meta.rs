@@ -19,9 +19,9 @@ use rusqlite::{
     CachedStatement, Connection, OpenFlags, OptionalExtension, Row, StatementStatus, params,
 };
 
-use crate::fs::types::{Attr, DirEntry, Extent, Ino, Kind, ROOT_INO};
 use crate::policy::{Entry, Groups, Rights};
 use crate::time::Nanos;
+use crate::types::{Attr, DirEntry, Extent, Ino, Kind, ROOT_INO};
 
 const SCHEMA_VERSION: i64 = 6;
 

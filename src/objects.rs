@@ -12,8 +12,8 @@ use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
-pub use crate::fs::types::Extent;
-use crate::fs::types::Ino;
+pub use crate::types::Extent;
+use crate::types::Ino;
 
 /// Content of one inode.
 pub trait Object: Send + Sync {

@@ -16,8 +16,8 @@
 
 use std::collections::HashMap;
 
-use crate::fs::types::{Ino, Kind, ROOT_INO};
 use crate::meta::{DirQuota, Tx};
+use crate::types::{Ino, Kind, ROOT_INO};
 
 /// Deeper than any real tree; stops a walk over a corrupt parent chain.
 const MAX_DEPTH: usize = 4096;

@@ -20,11 +20,11 @@ use serde::Serialize;
 
 use crate::catalog::Catalog;
 use crate::error::{Context, Error, Result};
-use crate::fs::types::{Extent, Ino, Kind, ROOT_INO};
 use crate::ids::TenantId;
 use crate::meta::Meta;
 use crate::objects::{LocalObjects, ObjectStore};
 use crate::time::now_nanos;
+use crate::types::{Extent, Ino, Kind, ROOT_INO};
 
 pub struct Store {
     root: PathBuf,

@@ -14,9 +14,9 @@ use std::num::NonZeroUsize;
 use lru::LruCache;
 use parking_lot::Mutex;
 
-use crate::fs::types::{Ino, ROOT_INO};
 use crate::meta::Tx;
 use crate::policy::{Decision, Entry, Rights, decide};
+use crate::types::{Ino, ROOT_INO};
 
 /// How many inodes' rights a mount remembers unless told otherwise (about 3 MiB).
 pub const CACHE_ENTRIES: usize = 65536;

@@ -12,8 +12,8 @@ use std::sync::atomic::Ordering;
 use parking_lot::Mutex;
 
 use super::{FsResult, TenantFs};
-use crate::fs::types::{Attr, Ino};
 use crate::time::{Nanos, now_nanos};
+use crate::types::{Attr, Ino};
 
 const DAY: Nanos = 24 * 3600 * 1_000_000_000;
 

@@ -15,9 +15,9 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 
 use super::{Doomed, FsResult, OpenEntry, TenantFs};
-use crate::fs::types::Ino;
 use crate::meta::Tx;
 use crate::quota;
+use crate::types::Ino;
 
 /// How long a ghost stays: twice the entry timeout the adapter gives the kernel.
 pub(super) const GRACE: Duration = Duration::from_secs(2);

@@ -27,7 +27,6 @@ mod names;
 pub mod room;
 mod setid;
 pub mod throttle;
-pub mod types;
 mod xattrs;
 
 use std::collections::hash_map::Entry;
@@ -37,8 +36,8 @@ use std::sync::{Arc, OnceLock, mpsc};
 
 use parking_lot::{Mutex, RwLock};
 
+pub use crate::types::*;
 pub use error::{FsError, FsResult};
-pub use types::*;
 
 use crate::audit::AuditLog;
 use crate::ids::Scope;

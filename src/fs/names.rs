@@ -555,7 +555,7 @@ impl TenantFs {
             if dest == moving {
                 return Err(FsError::Invalid);
             }
-            if dest == crate::fs::types::ROOT_INO {
+            if dest == crate::types::ROOT_INO {
                 return Ok(());
             }
             match tx.dir_parent(dest)? {

@@ -5,7 +5,7 @@
 //! A change of content or size by a caller without `CAP_FSETID` clears set-user-ID always,
 //! and set-group-ID when the group may execute or the caller is not in the file's group.
 
-use super::types::Ctx;
+use crate::types::Ctx;
 
 const SUID: u16 = libc::S_ISUID as u16;
 const SGID: u16 = libc::S_ISGID as u16;
