@@ -44,7 +44,7 @@ fn setup() -> Setup {
     let team = admin.mkdir(&ctx, org, b"team", 0o755, 0).unwrap().ino;
     drop(admin);
     let mut meta = Meta::open(&db).unwrap();
-    meta.write(|tx| -> rusqlite::Result<()> {
+    meta.write(|tx| -> tenantfs::meta::MetaResult<()> {
         for i in 0..9 {
             tx.add_member(&format!("group:g{i}"), &format!("group:g{}", i + 1))?;
         }
@@ -126,7 +126,7 @@ fn core(c: &mut Criterion) {
     c.bench_function("quota reservation (3 limits)", |b| {
         b.iter(|| {
             let ino = s.inos[next()];
-            meta.write(|tx| -> rusqlite::Result<()> {
+            meta.write(|tx| -> tenantfs::meta::MetaResult<()> {
                 let dirs = quota::over(tx, ino)?;
                 let room = quota::room(tx, &dirs)?;
                 quota::hold_in(tx, ino, "bench", room.min(4 << 20) as i64, &dirs)?;

@@ -43,7 +43,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 /// in one transaction.
 fn fill(store: &Store, tenant: &TenantId, dirs: usize, per_dir: usize) {
     let mut meta = store.open_meta(tenant).unwrap();
-    meta.write(|tx| -> rusqlite::Result<()> {
+    meta.write(|tx| -> tenantfs::meta::MetaResult<()> {
         let node = |kind, parent| NewInode {
             kind,
             perm: if kind == Kind::Dir { 0o755 } else { 0o644 },

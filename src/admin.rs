@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::fs::access::Access;
+use crate::meta::MetaResult;
 use crate::meta::{Meta, Tx};
 use crate::policy::{Entry, EntrySpec, Rights, is_group, parse_subject};
 use crate::types::{Ino, ROOT_INO};
@@ -27,7 +28,7 @@ pub fn resolve(meta: &Meta, path: &str) -> Result<Ino> {
 
 /// Applies entry changes to one inode: set, replace or remove per subject.
 pub fn set_entries(meta: &mut Meta, ino: Ino, specs: &[EntrySpec]) -> Result<()> {
-    meta.write(|tx| -> rusqlite::Result<()> {
+    meta.write(|tx| -> MetaResult<()> {
         for spec in specs {
             match spec {
                 EntrySpec::Set(subject, rights) => tx.set_acl(ino, subject, *rights)?,
@@ -42,7 +43,7 @@ pub fn set_entries(meta: &mut Meta, ino: Ino, specs: &[EntrySpec]) -> Result<()>
 }
 
 /// Replaces every explicit entry of an inode (the `tenantfs.acl` xattr's write).
-pub fn replace_entries(tx: &Tx<'_>, ino: Ino, entries: &[Entry]) -> rusqlite::Result<()> {
+pub fn replace_entries(tx: &Tx<'_>, ino: Ino, entries: &[Entry]) -> MetaResult<()> {
     for old in tx.acl(ino)? {
         tx.remove_acl(ino, &old.subject)?;
     }

@@ -46,6 +46,8 @@ pub enum Error {
     },
     #[error("database: {0}")]
     Db(#[from] rusqlite::Error),
+    #[error("metadata store: {0}")]
+    Meta(#[from] crate::meta::MetaError),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;

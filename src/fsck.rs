@@ -22,6 +22,7 @@ use serde::Serialize;
 
 use crate::error::{Context, Error, Result};
 use crate::ids::TenantId;
+use crate::meta::MetaResult;
 use crate::meta::{NewInode, SessionTable};
 use crate::objects::ObjectStore;
 use crate::quota;
@@ -348,7 +349,7 @@ fn problem(kind: &'static str, detail: String) -> Finding {
 
 fn apply(meta: &mut crate::meta::Meta, objects: &dyn ObjectStore, fixes: Vec<Fix>) -> Result<()> {
     let mut doomed = Vec::new();
-    meta.write(|tx| -> rusqlite::Result<()> {
+    meta.write(|tx| -> MetaResult<()> {
         let mut lost_found = None;
         for fix in &fixes {
             match fix {
@@ -409,7 +410,7 @@ fn apply(meta: &mut crate::meta::Meta, objects: &dyn ObjectStore, fixes: Vec<Fix
 }
 
 /// Rewrites `links` from the entries.
-fn rebuild_links(tx: &crate::meta::Tx<'_>) -> rusqlite::Result<()> {
+fn rebuild_links(tx: &crate::meta::Tx<'_>) -> MetaResult<()> {
     for (ino, _, _) in tx.all_links()? {
         tx.clear_links(ino)?;
     }
@@ -428,7 +429,7 @@ fn rebuild_links(tx: &crate::meta::Tx<'_>) -> rusqlite::Result<()> {
 }
 
 /// `/lost+found`, made if missing.
-fn lost_and_found(tx: &crate::meta::Tx<'_>) -> rusqlite::Result<Ino> {
+fn lost_and_found(tx: &crate::meta::Tx<'_>) -> MetaResult<Ino> {
     if let Some((ino, Kind::Dir)) = tx.lookup(ROOT_INO, b"lost+found")? {
         return Ok(ino);
     }

@@ -16,6 +16,7 @@
 
 use std::collections::HashMap;
 
+use crate::meta::MetaResult;
 use crate::meta::{DirQuota, Tx};
 use crate::types::{Ino, Kind, ROOT_INO};
 
@@ -23,7 +24,7 @@ use crate::types::{Ino, Kind, ROOT_INO};
 const MAX_DEPTH: usize = 4096;
 
 /// The quota'd directories over names in `dir`: `dir` and its ancestors that have a quota.
-fn chain(tx: &Tx<'_>, dir: Ino, quotas: &[Ino]) -> rusqlite::Result<Vec<Ino>> {
+fn chain(tx: &Tx<'_>, dir: Ino, quotas: &[Ino]) -> MetaResult<Vec<Ino>> {
     let mut out = Vec::new();
     let mut at = dir;
     for _ in 0..MAX_DEPTH {
@@ -42,7 +43,7 @@ fn chain(tx: &Tx<'_>, dir: Ino, quotas: &[Ino]) -> rusqlite::Result<Vec<Ino>> {
 }
 
 /// The directory quotas `ino` counts in.
-pub fn over(tx: &Tx<'_>, ino: Ino) -> rusqlite::Result<Vec<Ino>> {
+pub fn over(tx: &Tx<'_>, ino: Ino) -> MetaResult<Vec<Ino>> {
     let quotas = tx.dir_quota_inos()?;
     if quotas.is_empty() {
         return Ok(Vec::new());
@@ -56,7 +57,7 @@ fn over_at(
     ino: Ino,
     placement: Option<(Kind, u32, Ino)>,
     quotas: &[Ino],
-) -> rusqlite::Result<Vec<Ino>> {
+) -> MetaResult<Vec<Ino>> {
     let Some((kind, nlink, parent)) = placement else {
         return Ok(Vec::new());
     };
@@ -82,7 +83,7 @@ fn over_at(
 }
 
 /// Adds (bytes, inodes, reserved) to each of `dirs`' counters.
-fn charge(tx: &Tx<'_>, dirs: &[Ino], bytes: i64, inodes: i64, held: i64) -> rusqlite::Result<()> {
+fn charge(tx: &Tx<'_>, dirs: &[Ino], bytes: i64, inodes: i64, held: i64) -> MetaResult<()> {
     if bytes != 0 || inodes != 0 || held != 0 {
         for &d in dirs {
             tx.add_dir_usage(d, bytes, inodes, held)?;
@@ -93,7 +94,7 @@ fn charge(tx: &Tx<'_>, dirs: &[Ino], bytes: i64, inodes: i64, held: i64) -> rusq
 
 /// Adds to the usage of `ino`: the tenant's and that of every quota it counts in. Returns
 /// those quotas, for a caller that goes on to check or hold against them.
-pub fn add_usage(tx: &Tx<'_>, ino: Ino, bytes: i64, inodes: i64) -> rusqlite::Result<Vec<Ino>> {
+pub fn add_usage(tx: &Tx<'_>, ino: Ino, bytes: i64, inodes: i64) -> MetaResult<Vec<Ino>> {
     tx.add_usage(bytes, inodes)?;
     let dirs = over(tx, ino)?;
     charge(tx, &dirs, bytes, inodes, 0)?;
@@ -102,18 +103,12 @@ pub fn add_usage(tx: &Tx<'_>, ino: Ino, bytes: i64, inodes: i64) -> rusqlite::Re
 
 /// Changes what `session` holds reserved for `ino` by `delta` (negative gives back), never
 /// below zero. Returns the change made.
-pub fn hold(tx: &Tx<'_>, ino: Ino, session: &str, delta: i64) -> rusqlite::Result<i64> {
+pub fn hold(tx: &Tx<'_>, ino: Ino, session: &str, delta: i64) -> MetaResult<i64> {
     hold_in(tx, ino, session, delta, &over(tx, ino)?)
 }
 
 /// [`hold`] for a caller that already has the quotas `ino` counts in.
-pub fn hold_in(
-    tx: &Tx<'_>,
-    ino: Ino,
-    session: &str,
-    delta: i64,
-    dirs: &[Ino],
-) -> rusqlite::Result<i64> {
+pub fn hold_in(tx: &Tx<'_>, ino: Ino, session: &str, delta: i64, dirs: &[Ino]) -> MetaResult<i64> {
     let now = tx.held(ino, session)?;
     let new = (now as i64).saturating_add(delta).max(0) as u64;
     let change = new as i64 - now as i64;
@@ -127,7 +122,7 @@ pub fn hold_in(
 }
 
 /// Gives back everything a session holds (it ended or died).
-pub fn release_session(tx: &Tx<'_>, session: &str) -> rusqlite::Result<()> {
+pub fn release_session(tx: &Tx<'_>, session: &str) -> MetaResult<()> {
     for (ino, bytes) in tx.held_by(session)? {
         hold(tx, ino, session, -(bytes as i64))?;
     }
@@ -136,7 +131,7 @@ pub fn release_session(tx: &Tx<'_>, session: &str) -> rusqlite::Result<()> {
 
 /// Bytes a file counting in `dirs` (see [`over`]) may still grow by under the tenant's limit
 /// and those quotas; `u64::MAX` when nothing limits it.
-pub fn room(tx: &Tx<'_>, dirs: &[Ino]) -> rusqlite::Result<u64> {
+pub fn room(tx: &Tx<'_>, dirs: &[Ino]) -> MetaResult<u64> {
     let (max, _) = tx.limits()?;
     let mut room = if max == 0 {
         u64::MAX
@@ -153,7 +148,7 @@ pub fn room(tx: &Tx<'_>, dirs: &[Ino]) -> rusqlite::Result<u64> {
 }
 
 /// Whether any of `dirs` holds more than its limits allow.
-pub fn any_over(tx: &Tx<'_>, dirs: &[Ino]) -> rusqlite::Result<bool> {
+pub fn any_over(tx: &Tx<'_>, dirs: &[Ino]) -> MetaResult<bool> {
     for &d in dirs {
         if tx.dir_quota(d)?.is_some_and(|q| q.over()) {
             return Ok(true);
@@ -166,7 +161,7 @@ pub fn any_over(tx: &Tx<'_>, dirs: &[Ino]) -> rusqlite::Result<bool> {
 /// database has it) and what is held for it (the `held` rows go with the inode). An inode
 /// already gone changes nothing: another mount or a recovery got there first. A ghost gave
 /// its usage back when it became one; only what was held for it since goes back.
-pub fn delete_inode(tx: &Tx<'_>, ino: Ino) -> rusqlite::Result<()> {
+pub fn delete_inode(tx: &Tx<'_>, ino: Ino) -> MetaResult<()> {
     if tx.is_ghost(ino)? {
         tx.add_reserved(-(tx.held_total(ino)? as i64))?;
     } else if !give_back(tx, ino)? {
@@ -177,7 +172,7 @@ pub fn delete_inode(tx: &Tx<'_>, ino: Ino) -> rusqlite::Result<()> {
 
 /// Makes an inode that just lost its last name a ghost: no longer counted, but kept (with
 /// its object) until [`delete_inode`]. The caller records the orphan.
-pub fn make_ghost(tx: &Tx<'_>, ino: Ino) -> rusqlite::Result<()> {
+pub fn make_ghost(tx: &Tx<'_>, ino: Ino) -> MetaResult<()> {
     give_back(tx, ino)?;
     tx.clear_held(ino)?;
     tx.add_ghost(ino)
@@ -185,7 +180,7 @@ pub fn make_ghost(tx: &Tx<'_>, ino: Ino) -> rusqlite::Result<()> {
 
 /// Takes what an inode counts for (bytes, the inode, its holds) off every total it counts
 /// in. False when the inode is gone.
-fn give_back(tx: &Tx<'_>, ino: Ino) -> rusqlite::Result<bool> {
+fn give_back(tx: &Tx<'_>, ino: Ino) -> MetaResult<bool> {
     let Some(a) = tx.inode(ino)? else {
         return Ok(false);
     };
@@ -215,7 +210,7 @@ pub struct Before {
     dirs: Vec<Ino>,
 }
 
-pub fn before(tx: &Tx<'_>, ino: Ino) -> rusqlite::Result<Before> {
+pub fn before(tx: &Tx<'_>, ino: Ino) -> MetaResult<Before> {
     Ok(Before {
         ino,
         dirs: over(tx, ino)?,
@@ -224,7 +219,7 @@ pub fn before(tx: &Tx<'_>, ino: Ino) -> rusqlite::Result<Before> {
 
 /// Moves an inode's usage (its bytes, itself, what is held for it) from the quotas it left
 /// to those it entered. Returns the quotas it entered.
-pub fn settle(tx: &Tx<'_>, b: Before) -> rusqlite::Result<Vec<Ino>> {
+pub fn settle(tx: &Tx<'_>, b: Before) -> MetaResult<Vec<Ino>> {
     let after = over(tx, b.ino)?;
     let left: Vec<Ino> = b
         .dirs
@@ -263,7 +258,7 @@ pub struct DirMove {
 
 /// Takes stock of `dir`'s subtree before it moves under `new_parent`. `new_parent` is not
 /// inside `dir` (the caller refused that loop), so its chain is the same after the move.
-pub fn before_dir_move(tx: &Tx<'_>, dir: Ino, new_parent: Ino) -> rusqlite::Result<DirMove> {
+pub fn before_dir_move(tx: &Tx<'_>, dir: Ino, new_parent: Ino) -> MetaResult<DirMove> {
     let quotas = tx.dir_quota_inos()?;
     let from = over(tx, dir)?;
     let to = if quotas.is_empty() {
@@ -294,7 +289,7 @@ pub fn before_dir_move(tx: &Tx<'_>, dir: Ino, new_parent: Ino) -> rusqlite::Resu
 }
 
 /// Moves a moved directory's subtree between quotas. Returns the quotas that gained.
-pub fn settle_dir_move(tx: &Tx<'_>, m: DirMove) -> rusqlite::Result<Vec<Ino>> {
+pub fn settle_dir_move(tx: &Tx<'_>, m: DirMove) -> MetaResult<Vec<Ino>> {
     if m.from == m.to {
         return Ok(Vec::new());
     }
@@ -320,11 +315,7 @@ pub fn settle_dir_move(tx: &Tx<'_>, m: DirMove) -> rusqlite::Result<Vec<Ino>> {
 
 /// What `dir`'s subtree holds, counted from scratch: (bytes, inodes, held), `dir` itself
 /// left out. For a new quota and for fsck.
-pub fn recount(
-    tx: &Tx<'_>,
-    dir: Ino,
-    held: &HashMap<Ino, u64>,
-) -> rusqlite::Result<(u64, u64, u64)> {
+pub fn recount(tx: &Tx<'_>, dir: Ino, held: &HashMap<Ino, u64>) -> MetaResult<(u64, u64, u64)> {
     let mut total = (0, 0, 0);
     for (ino, kind, _, size) in tx.subtree(dir)?.into_iter().filter(|r| r.0 != dir) {
         total.0 += data_bytes(kind, size);
@@ -336,7 +327,7 @@ pub fn recount(
 
 /// Sets a directory's quota (0 is unlimited), counting what its subtree holds when it is new.
 /// Both limits 0 removes it.
-pub fn set(tx: &Tx<'_>, dir: Ino, max_bytes: u64, max_inodes: u64) -> rusqlite::Result<()> {
+pub fn set(tx: &Tx<'_>, dir: Ino, max_bytes: u64, max_inodes: u64) -> MetaResult<()> {
     if max_bytes == 0 && max_inodes == 0 {
         tx.remove_dir_quota(dir)?;
         return Ok(());
@@ -353,7 +344,7 @@ pub fn set(tx: &Tx<'_>, dir: Ino, max_bytes: u64, max_inodes: u64) -> rusqlite::
 /// The limits that apply to a mount whose root is `root`, tightest first for each of bytes
 /// and inodes: the tenant's, and the quotas on `root` and above it. Each is given as a
 /// `DirQuota` (the tenant's with `ino` 0).
-pub fn applying(tx: &Tx<'_>, root: Ino) -> rusqlite::Result<Vec<DirQuota>> {
+pub fn applying(tx: &Tx<'_>, root: Ino) -> MetaResult<Vec<DirQuota>> {
     let (max_bytes, max_inodes) = tx.limits()?;
     let (bytes, inodes) = tx.usage()?;
     let mut out = vec![DirQuota {

@@ -22,6 +22,7 @@ use crate::catalog::Catalog;
 use crate::error::{Context, Error, Result};
 use crate::ids::TenantId;
 use crate::meta::Meta;
+use crate::meta::MetaResult;
 use crate::objects::{LocalObjects, ObjectStore};
 use crate::time::now_nanos;
 use crate::types::{Extent, Ino, Kind, ROOT_INO};
@@ -191,7 +192,7 @@ impl Store {
         bytes_per_sec: Option<u64>,
     ) -> Result<()> {
         let mut meta = self.open_meta(id)?;
-        meta.write(|tx| -> rusqlite::Result<()> {
+        meta.write(|tx| -> MetaResult<()> {
             tx.set_limits(max_bytes, max_inodes)?;
             tx.set_rates(ops_per_sec, bytes_per_sec)?;
             tx.bump_policy()

@@ -14,6 +14,7 @@ use std::num::NonZeroUsize;
 use lru::LruCache;
 use parking_lot::Mutex;
 
+use crate::meta::MetaResult;
 use crate::meta::Tx;
 use crate::policy::{Decision, Entry, Rights, decide};
 use crate::types::{Ino, ROOT_INO};
@@ -35,17 +36,12 @@ struct State {
 }
 
 impl Access {
-    pub fn new(subject: &str, admin: bool, tx: &Tx<'_>) -> rusqlite::Result<Access> {
+    pub fn new(subject: &str, admin: bool, tx: &Tx<'_>) -> MetaResult<Access> {
         Access::sized(subject, admin, tx, CACHE_ENTRIES)
     }
 
     /// An `Access` remembering at most `entries` inodes' rights.
-    pub fn sized(
-        subject: &str,
-        admin: bool,
-        tx: &Tx<'_>,
-        entries: usize,
-    ) -> rusqlite::Result<Access> {
+    pub fn sized(subject: &str, admin: bool, tx: &Tx<'_>, entries: usize) -> MetaResult<Access> {
         let state = State {
             identities: tx.groups()?.identities(subject),
             version: tx.policy_version()?,
@@ -76,7 +72,7 @@ impl Access {
     }
 
     /// The subject's rights on `ino`.
-    pub fn rights(&self, tx: &Tx<'_>, ino: Ino) -> rusqlite::Result<Rights> {
+    pub fn rights(&self, tx: &Tx<'_>, ino: Ino) -> MetaResult<Rights> {
         if self.admin {
             return Ok(Rights::OWNER);
         }
@@ -113,7 +109,7 @@ impl Access {
 
     /// The full decision for `ino`, with the entries that decided, for `acl check` and
     /// `tenantfs.effective`.
-    pub fn explain(&self, tx: &Tx<'_>, ino: Ino) -> rusqlite::Result<Decision<Ino>> {
+    pub fn explain(&self, tx: &Tx<'_>, ino: Ino) -> MetaResult<Decision<Ino>> {
         let identities = self.state.lock().identities.clone();
         let mut chain = Vec::new();
         let mut at = ino;
@@ -130,7 +126,7 @@ impl Access {
     /// Reloads groups and forgets every cached right if the policy changed since last seen,
     /// and forgets cached rights if anything moved across directories. Returns whether the
     /// policy changed (then shown mode bits may have too).
-    pub fn refresh(&self, tx: &Tx<'_>) -> rusqlite::Result<bool> {
+    pub fn refresh(&self, tx: &Tx<'_>) -> MetaResult<bool> {
         let (version, tree) = (tx.policy_version()?, tx.tree_version()?);
         let mut st = self.state.lock();
         if tree != st.tree {

@@ -3,6 +3,8 @@
 
 use thiserror::Error;
 
+use crate::meta::MetaError;
+
 #[derive(Debug, Error)]
 pub enum FsError {
     #[error("no such file or directory")]
@@ -58,7 +60,7 @@ pub enum FsError {
     #[error("object store: {0}")]
     Io(#[from] std::io::Error),
     #[error("metadata store: {0}")]
-    Meta(#[from] rusqlite::Error),
+    Meta(#[from] MetaError),
 }
 
 pub type FsResult<T> = Result<T, FsError>;
@@ -95,17 +97,9 @@ impl FsError {
                 Some(code) if code > 0 => code,
                 _ => libc::EIO,
             },
-            FsError::Meta(rusqlite::Error::SqliteFailure(e, _))
-                if e.code == rusqlite::ErrorCode::DatabaseBusy =>
-            {
-                libc::EAGAIN
-            }
-            // SQLite could not grow its files.
-            FsError::Meta(rusqlite::Error::SqliteFailure(e, _))
-                if e.code == rusqlite::ErrorCode::DiskFull =>
-            {
-                libc::ENOSPC
-            }
+            FsError::Meta(MetaError::Busy) => libc::EAGAIN,
+            // The metadata store could not grow its files.
+            FsError::Meta(MetaError::DiskFull) => libc::ENOSPC,
             FsError::Meta(_) => libc::EIO,
         }
     }

@@ -2,6 +2,7 @@
 //! keeps link counts, quotas and orphans consistent.
 
 use super::*;
+use crate::meta::MetaResult;
 
 impl TenantFs {
     // ---- creating names -------------------------------------------------------------------
@@ -574,7 +575,7 @@ enum Moving {
 }
 
 impl Moving {
-    fn before(tx: &Tx<'_>, a: &Attr, new_parent: Ino) -> rusqlite::Result<Moving> {
+    fn before(tx: &Tx<'_>, a: &Attr, new_parent: Ino) -> MetaResult<Moving> {
         Ok(if a.kind == Kind::Dir {
             Moving::Dir(quota::before_dir_move(tx, a.ino, new_parent)?)
         } else {
@@ -583,7 +584,7 @@ impl Moving {
     }
 
     /// Settles the move; returns the quotas that gained.
-    fn settle(self, tx: &Tx<'_>) -> rusqlite::Result<Vec<Ino>> {
+    fn settle(self, tx: &Tx<'_>) -> MetaResult<Vec<Ino>> {
         match self {
             Moving::Dir(m) => quota::settle_dir_move(tx, m),
             Moving::Other(b) => quota::settle(tx, b),
@@ -592,7 +593,7 @@ impl Moving {
 }
 
 /// Moves one name of a file with several links from `from` to `to` in `links`.
-fn move_link(tx: &Tx<'_>, a: &Attr, from: Ino, to: Ino) -> rusqlite::Result<()> {
+fn move_link(tx: &Tx<'_>, a: &Attr, from: Ino, to: Ino) -> MetaResult<()> {
     if a.kind != Kind::Dir && a.nlink > 1 {
         tx.add_link(a.ino, from, -1)?;
         tx.add_link(a.ino, to, 1)?;

@@ -521,7 +521,7 @@ fn grant(f: &Fixture, ino: Ino, entry: &str) {
         panic!()
     };
     let mut meta = f.meta();
-    meta.write(|tx| -> rusqlite::Result<()> {
+    meta.write(|tx| -> crate::meta::MetaResult<()> {
         tx.set_acl(ino, &subject, rights)?;
         tx.bump_policy()
     })
@@ -610,7 +610,7 @@ fn acl_rules_hold_in_the_core() {
     // Groups, nested, reach the subject; a revoke reaches an open handle.
     {
         let mut meta = f.meta();
-        meta.write(|tx| -> rusqlite::Result<()> {
+        meta.write(|tx| -> crate::meta::MetaResult<()> {
             tx.add_member("group:outer", "group:inner")?;
             tx.add_member("group:inner", "user:carol")?;
             tx.set_acl(hr, "group:outer", Rights::RX)?;
@@ -625,7 +625,7 @@ fn acl_rules_hold_in_the_core() {
     // does not cancel it; leaving the group does.
     {
         let mut meta = f.meta();
-        meta.write(|tx| -> rusqlite::Result<()> {
+        meta.write(|tx| -> crate::meta::MetaResult<()> {
             tx.remove_member("group:inner", "user:carol")?;
             tx.bump_policy()
         })
@@ -1153,7 +1153,7 @@ fn listing_queries_come_back_sorted_without_recompiling_per_use() {
         })
         .collect();
     let mut meta = f.meta();
-    meta.write(|tx| -> rusqlite::Result<()> {
+    meta.write(|tx| -> crate::meta::MetaResult<()> {
         for &d in &dirs {
             for s in ["user:zed", "agent:bot", "group:mid"] {
                 tx.set_acl(d, s, Rights::R)?;

@@ -19,6 +19,7 @@ use rusqlite::{
     CachedStatement, Connection, OpenFlags, OptionalExtension, Row, StatementStatus, params,
 };
 
+use super::{DirQuota, MetaError, MetaResult, NewInode, RawEntry, SessionTable};
 use crate::policy::{Entry, Groups, Rights};
 use crate::time::Nanos;
 use crate::types::{Attr, DirEntry, Extent, Ino, Kind, ROOT_INO};
@@ -154,43 +155,6 @@ pub struct Meta {
     wal: Option<File>,
 }
 
-/// A directory quota: its limits (0 unlimited) and what its subtree holds.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
-pub struct DirQuota {
-    pub ino: Ino,
-    pub max_bytes: u64,
-    pub max_inodes: u64,
-    pub bytes: u64,
-    pub inodes: u64,
-    pub reserved: u64,
-}
-
-impl DirQuota {
-    /// Bytes that may still be added under this quota; `u64::MAX` without a byte limit.
-    pub fn room(&self) -> u64 {
-        if self.max_bytes == 0 {
-            u64::MAX
-        } else {
-            self.max_bytes.saturating_sub(self.bytes + self.reserved)
-        }
-    }
-
-    /// Inodes that may still be added under this quota; `u64::MAX` without an inode limit.
-    pub fn inodes_left(&self) -> u64 {
-        if self.max_inodes == 0 {
-            u64::MAX
-        } else {
-            self.max_inodes.saturating_sub(self.inodes)
-        }
-    }
-
-    /// Holds more than its limits allow.
-    pub fn over(&self) -> bool {
-        (self.max_bytes > 0 && self.bytes + self.reserved > self.max_bytes)
-            || (self.max_inodes > 0 && self.inodes > self.max_inodes)
-    }
-}
-
 /// The columns [`dir_quota_from_row`] reads; a macro for the reason [`inode_cols`] is.
 macro_rules! dir_quota_cols {
     () => {
@@ -210,29 +174,16 @@ fn dir_quota_from_row(r: &Row<'_>) -> rusqlite::Result<DirQuota> {
     })
 }
 
-/// An entry as stored: (parent, name, ino, kind code).
-pub type RawEntry = (Ino, Vec<u8>, Ino, i64);
-
-/// The two tables whose rows belong to a session.
-#[derive(Clone, Copy, Debug)]
-pub enum SessionTable {
-    Writers,
-    Orphans,
-}
-
-/// Fields of a new inode.
-pub struct NewInode<'a> {
-    pub kind: Kind,
-    pub perm: u16,
-    pub uid: u32,
-    pub gid: u32,
-    pub rdev: u32,
-    pub now: Nanos,
-    pub parent: Ino,
-    pub target: Option<&'a [u8]>,
-    /// The creator, who owns the inode. Kept in the inode's row rather than as an `acl`
-    /// row, so creating and deleting a file touch one b-tree less.
-    pub owner: Option<&'a str>,
+impl From<rusqlite::Error> for MetaError {
+    fn from(e: rusqlite::Error) -> MetaError {
+        match e.sqlite_error_code() {
+            Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) => {
+                MetaError::Busy
+            }
+            Some(rusqlite::ErrorCode::DiskFull) => MetaError::DiskFull,
+            _ => MetaError::Engine(Box::new(e)),
+        }
+    }
 }
 
 impl Meta {
@@ -244,7 +195,7 @@ impl Meta {
         root_gid: u32,
         now: Nanos,
         private: bool,
-    ) -> rusqlite::Result<()> {
+    ) -> MetaResult<()> {
         let conn = Connection::open(path)?;
         // Before anything is written: the size is fixed once the file has its first page.
         conn.pragma_update(None, "page_size", PAGE_SIZE)?;
@@ -267,16 +218,16 @@ impl Meta {
             "INSERT INTO info(key, value) VALUES ('schema_version', ?1)",
             [SCHEMA_VERSION],
         )?;
-        tx.commit()
+        Ok(tx.commit()?)
     }
 
-    pub fn open(path: &Path) -> rusqlite::Result<Meta> {
+    pub fn open(path: &Path) -> MetaResult<Meta> {
         Meta::open_sized(path, DB_CACHE, DB_MAP)
     }
 
     /// Opens with a page cache of `cache` bytes and `map` bytes of the file memory-mapped
     /// (0 maps nothing). They are set before the first read, which is when SQLite maps.
-    pub fn open_sized(path: &Path, cache: u64, map: u64) -> rusqlite::Result<Meta> {
+    pub fn open_sized(path: &Path, cache: u64, map: u64) -> MetaResult<Meta> {
         let conn = Connection::open_with_flags(
             path,
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -298,7 +249,7 @@ impl Meta {
             version = 6;
         }
         if version != SCHEMA_VERSION {
-            return Err(rusqlite::Error::InvalidParameterName(format!(
+            return Err(MetaError::Schema(format!(
                 "meta.db schema version {version}, this build reads {SCHEMA_VERSION}"
             )));
         }
@@ -312,7 +263,7 @@ impl Meta {
     ///
     /// BEGIN and COMMIT run as cached statements: rusqlite's `Transaction` parses both anew
     /// each time, which showed in the profile of every change.
-    pub fn write<T, E: From<rusqlite::Error>>(
+    pub fn write<T, E: From<MetaError>>(
         &mut self,
         f: impl FnOnce(&Tx<'_>) -> Result<T, E>,
     ) -> Result<T, E> {
@@ -325,10 +276,7 @@ impl Meta {
     }
 
     /// Several reads that see one committed state, as a checker needs.
-    pub fn snapshot<T>(
-        &mut self,
-        f: impl FnOnce(&Tx<'_>) -> rusqlite::Result<T>,
-    ) -> rusqlite::Result<T> {
+    pub fn snapshot<T>(&mut self, f: impl FnOnce(&Tx<'_>) -> MetaResult<T>) -> MetaResult<T> {
         let tx =
             rusqlite::Transaction::new(&mut self.conn, rusqlite::TransactionBehavior::Deferred)?;
         let out = f(&Tx { conn: &tx })?;
@@ -360,30 +308,30 @@ impl Meta {
 
 /// Version 4 kept reservations per session only. They are given back: a store being
 /// upgraded has no live mounts of this build, and a reservation is only a promise.
-fn migrate_4_to_5(conn: &Connection) -> rusqlite::Result<()> {
-    conn.execute_batch(
+fn migrate_4_to_5(conn: &Connection) -> MetaResult<()> {
+    Ok(conn.execute_batch(
         "BEGIN IMMEDIATE;
          DROP TABLE IF EXISTS reservations;
          UPDATE usage SET reserved = 0;
          UPDATE info SET value = 5 WHERE key = 'schema_version';
          COMMIT;",
-    )
+    )?)
 }
 
 /// Version 6 records the blocks a file's content takes. Older rows get what older builds
 /// reported, whole 4 KiB blocks for the length, until the file next changes.
-fn migrate_5_to_6(conn: &Connection) -> rusqlite::Result<()> {
-    conn.execute_batch(&format!(
+fn migrate_5_to_6(conn: &Connection) -> MetaResult<()> {
+    Ok(conn.execute_batch(&format!(
         "BEGIN IMMEDIATE;
          ALTER TABLE inodes ADD COLUMN blocks INTEGER NOT NULL DEFAULT 0;
          UPDATE inodes SET blocks = (size + 4095) / 4096 * 8 WHERE kind = {};
          UPDATE info SET value = 6 WHERE key = 'schema_version';
          COMMIT;",
         Kind::File.code()
-    ))
+    ))?)
 }
 
-fn configure(conn: &Connection, cache: u64, map: u64) -> rusqlite::Result<()> {
+fn configure(conn: &Connection, cache: u64, map: u64) -> MetaResult<()> {
     conn.busy_timeout(Duration::from_secs(10))?;
     // The sizes first: SQLite maps the file at the first read, which the pragmas below do.
     // A negative cache_size is in KiB; mmap_size answers with a row, so it is read.
@@ -451,8 +399,8 @@ impl Drop for Open<'_> {
     }
 }
 
-fn run(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
-    cached(conn, sql)?.execute([]).map(|_| ())
+fn run(conn: &Connection, sql: &str) -> MetaResult<()> {
+    Ok(cached(conn, sql)?.execute([]).map(|_| ())?)
 }
 
 /// Uses of one statement that SQLite may recompile before a debug build calls it a defect.
@@ -464,7 +412,7 @@ const RECOMPILES_ALLOWED: usize = 4;
 
 /// A statement from the connection's cache. Debug builds check that SQLite is not
 /// recompiling it at every use.
-fn cached<'c>(conn: &'c Connection, sql: &str) -> rusqlite::Result<CachedStatement<'c>> {
+fn cached<'c>(conn: &'c Connection, sql: &str) -> MetaResult<CachedStatement<'c>> {
     let stmt = conn.prepare_cached(sql)?;
     debug_assert!(
         stmt.get_status(StatementStatus::RePrepare) <= RECOMPILES_ALLOWED as i32,
@@ -495,23 +443,24 @@ fn attr_from_row(r: &Row<'_>) -> rusqlite::Result<Attr> {
 impl Tx<'_> {
     /// A pragma's value on this connection, for tests of its settings.
     #[cfg(test)]
-    pub fn pragma(&self, name: &str) -> rusqlite::Result<i64> {
-        self.conn
-            .query_row(&format!("PRAGMA {name}"), [], |r| r.get(0))
+    pub fn pragma(&self, name: &str) -> MetaResult<i64> {
+        Ok(self
+            .conn
+            .query_row(&format!("PRAGMA {name}"), [], |r| r.get(0))?)
     }
 
-    pub fn inode(&self, ino: Ino) -> rusqlite::Result<Option<Attr>> {
-        cached(
+    pub fn inode(&self, ino: Ino) -> MetaResult<Option<Attr>> {
+        Ok(cached(
             self.conn,
             concat!("SELECT ", inode_cols!(), " FROM inodes WHERE ino = ?1"),
         )?
         .query_row([ino], attr_from_row)
-        .optional()
+        .optional()?)
     }
 
     /// The inode a name in `parent` refers to, with its kind.
-    pub fn lookup(&self, parent: Ino, name: &[u8]) -> rusqlite::Result<Option<(Ino, Kind)>> {
-        cached(
+    pub fn lookup(&self, parent: Ino, name: &[u8]) -> MetaResult<Option<(Ino, Kind)>> {
+        Ok(cached(
             self.conn,
             "SELECT ino, kind FROM entries WHERE parent = ?1 AND name = ?2",
         )?
@@ -522,19 +471,19 @@ impl Tx<'_> {
                 Kind::from_code(kind).ok_or(rusqlite::Error::IntegralValueOutOfRange(1, kind))?,
             ))
         })
-        .optional()
+        .optional()?)
     }
 
     /// Lookup and attributes. Two indexed point queries measure about three times faster
     /// than the equivalent join in SQLite here (6 µs against 18 µs).
-    pub fn lookup_attr(&self, parent: Ino, name: &[u8]) -> rusqlite::Result<Option<Attr>> {
+    pub fn lookup_attr(&self, parent: Ino, name: &[u8]) -> MetaResult<Option<Attr>> {
         match self.lookup(parent, name)? {
             Some((ino, _)) => self.inode(ino),
             None => Ok(None),
         }
     }
 
-    pub fn insert_inode(&self, n: &NewInode<'_>) -> rusqlite::Result<Ino> {
+    pub fn insert_inode(&self, n: &NewInode<'_>) -> MetaResult<Ino> {
         let nlink = if n.kind == Kind::Dir { 2 } else { 1 };
         let size = n.target.map_or(0, |t| t.len() as i64);
         cached(
@@ -561,7 +510,7 @@ impl Tx<'_> {
 
     /// Writes the attributes setattr changes (mode, owner, times) of an existing inode. Size
     /// and link count have their own statements, which keep usage and quotas in step.
-    pub fn update_inode(&self, a: &Attr) -> rusqlite::Result<()> {
+    pub fn update_inode(&self, a: &Attr) -> MetaResult<()> {
         cached(
             self.conn,
             "UPDATE inodes SET perm = ?2, uid = ?3, gid = ?4, atime = ?5, mtime = ?6, ctime = ?7
@@ -574,7 +523,7 @@ impl Tx<'_> {
     }
 
     /// Sets mtime and ctime: what a directory gets when its entries change.
-    pub fn touch(&self, ino: Ino, now: Nanos) -> rusqlite::Result<()> {
+    pub fn touch(&self, ino: Ino, now: Nanos) -> MetaResult<()> {
         cached(
             self.conn,
             "UPDATE inodes SET mtime = ?2, ctime = ?2 WHERE ino = ?1",
@@ -583,13 +532,13 @@ impl Tx<'_> {
         Ok(())
     }
 
-    pub fn set_ctime(&self, ino: Ino, now: Nanos) -> rusqlite::Result<()> {
+    pub fn set_ctime(&self, ino: Ino, now: Nanos) -> MetaResult<()> {
         cached(self.conn, "UPDATE inodes SET ctime = ?2 WHERE ino = ?1")?
             .execute(params![ino, now])?;
         Ok(())
     }
 
-    pub fn add_nlink(&self, ino: Ino, delta: i64) -> rusqlite::Result<()> {
+    pub fn add_nlink(&self, ino: Ino, delta: i64) -> MetaResult<()> {
         cached(
             self.conn,
             "UPDATE inodes SET nlink = nlink + ?2 WHERE ino = ?1",
@@ -598,17 +547,19 @@ impl Tx<'_> {
         Ok(())
     }
 
-    pub fn set_parent(&self, ino: Ino, parent: Ino) -> rusqlite::Result<()> {
+    pub fn set_parent(&self, ino: Ino, parent: Ino) -> MetaResult<()> {
         cached(self.conn, "UPDATE inodes SET parent = ?2 WHERE ino = ?1")?
             .execute(params![ino, parent])?;
         Ok(())
     }
 
     /// The parent of a directory (directories have exactly one entry naming them).
-    pub fn dir_parent(&self, ino: Ino) -> rusqlite::Result<Option<Ino>> {
-        cached(self.conn, "SELECT parent FROM inodes WHERE ino = ?1")?
-            .query_row([ino], |r| r.get(0))
-            .optional()
+    pub fn dir_parent(&self, ino: Ino) -> MetaResult<Option<Ino>> {
+        Ok(
+            cached(self.conn, "SELECT parent FROM inodes WHERE ino = ?1")?
+                .query_row([ino], |r| r.get(0))
+                .optional()?,
+        )
     }
 
     /// Records a file's content as it now is; false for a ghost (see `fs::ghosts`), whose
@@ -619,7 +570,7 @@ impl Tx<'_> {
         extent: Extent,
         mtime: Nanos,
         ctime: Nanos,
-    ) -> rusqlite::Result<bool> {
+    ) -> MetaResult<bool> {
         Ok(cached(
             self.conn,
             "UPDATE inodes SET size = ?2, blocks = ?3, mtime = ?4, ctime = ?5
@@ -634,11 +585,13 @@ impl Tx<'_> {
         ])? > 0)
     }
 
-    pub fn symlink_target(&self, ino: Ino) -> rusqlite::Result<Option<Vec<u8>>> {
-        cached(self.conn, "SELECT target FROM inodes WHERE ino = ?1")?
-            .query_row([ino], |r| r.get(0))
-            .optional()
-            .map(Option::flatten)
+    pub fn symlink_target(&self, ino: Ino) -> MetaResult<Option<Vec<u8>>> {
+        Ok(
+            cached(self.conn, "SELECT target FROM inodes WHERE ino = ?1")?
+                .query_row([ino], |r| r.get(0))
+                .optional()
+                .map(Option::flatten)?,
+        )
     }
 
     /// An inode's path from the tenant root, for audit lines and listings; best effort.
@@ -660,22 +613,16 @@ impl Tx<'_> {
     }
 
     /// A name of `ino` in `parent`, for audit paths (scans the directory; not a hot path).
-    pub fn name_in(&self, parent: Ino, ino: Ino) -> rusqlite::Result<Option<Vec<u8>>> {
-        cached(
+    pub fn name_in(&self, parent: Ino, ino: Ino) -> MetaResult<Option<Vec<u8>>> {
+        Ok(cached(
             self.conn,
             "SELECT name FROM entries WHERE parent = ?1 AND ino = ?2 LIMIT 1",
         )?
         .query_row(params![parent, ino], |r| r.get(0))
-        .optional()
+        .optional()?)
     }
 
-    pub fn insert_entry(
-        &self,
-        parent: Ino,
-        name: &[u8],
-        ino: Ino,
-        kind: Kind,
-    ) -> rusqlite::Result<()> {
+    pub fn insert_entry(&self, parent: Ino, name: &[u8], ino: Ino, kind: Kind) -> MetaResult<()> {
         cached(
             self.conn,
             "INSERT INTO entries(parent, name, ino, kind) VALUES (?1, ?2, ?3, ?4)",
@@ -684,7 +631,7 @@ impl Tx<'_> {
         Ok(())
     }
 
-    pub fn delete_entry(&self, parent: Ino, name: &[u8]) -> rusqlite::Result<()> {
+    pub fn delete_entry(&self, parent: Ino, name: &[u8]) -> MetaResult<()> {
         cached(
             self.conn,
             "DELETE FROM entries WHERE parent = ?1 AND name = ?2",
@@ -694,13 +641,7 @@ impl Tx<'_> {
     }
 
     /// Points an existing name at another inode (RENAME_EXCHANGE).
-    pub fn repoint_entry(
-        &self,
-        parent: Ino,
-        name: &[u8],
-        ino: Ino,
-        kind: Kind,
-    ) -> rusqlite::Result<()> {
+    pub fn repoint_entry(&self, parent: Ino, name: &[u8], ino: Ino, kind: Kind) -> MetaResult<()> {
         cached(
             self.conn,
             "UPDATE entries SET ino = ?3, kind = ?4 WHERE parent = ?1 AND name = ?2",
@@ -715,7 +656,7 @@ impl Tx<'_> {
         name: &[u8],
         new_parent: Ino,
         new_name: &[u8],
-    ) -> rusqlite::Result<()> {
+    ) -> MetaResult<()> {
         cached(
             self.conn,
             "UPDATE entries SET parent = ?3, name = ?4 WHERE parent = ?1 AND name = ?2",
@@ -724,18 +665,18 @@ impl Tx<'_> {
         Ok(())
     }
 
-    pub fn has_entries(&self, dir: Ino) -> rusqlite::Result<bool> {
-        cached(
+    pub fn has_entries(&self, dir: Ino) -> MetaResult<bool> {
+        Ok(cached(
             self.conn,
             "SELECT EXISTS(SELECT 1 FROM entries WHERE parent = ?1)",
         )?
-        .query_row([dir], |r| r.get(0))
+        .query_row([dir], |r| r.get(0))?)
     }
 
     /// Every entry of `dir`, in name order (readdir serves a snapshot of this). Sorted here,
     /// as in [`Tx::acl`]: with `ORDER BY` the statement was recompiled at every use. Rows
     /// come in key order, so the sort only checks it.
-    pub fn list(&self, dir: Ino) -> rusqlite::Result<Vec<DirEntry>> {
+    pub fn list(&self, dir: Ino) -> MetaResult<Vec<DirEntry>> {
         let mut entries = cached(
             self.conn,
             "SELECT name, ino, kind FROM entries WHERE parent = ?1",
@@ -758,7 +699,7 @@ impl Tx<'_> {
 
     /// Deletes an inode row with everything keyed by it, and queues its object for deletion.
     /// Usage is [`crate::quota::delete_inode`]'s to settle.
-    pub fn delete_inode(&self, ino: Ino) -> rusqlite::Result<()> {
+    pub fn delete_inode(&self, ino: Ino) -> MetaResult<()> {
         for sql in [
             "DELETE FROM inodes WHERE ino = ?1",
             "DELETE FROM xattrs WHERE ino = ?1",
@@ -777,7 +718,7 @@ impl Tx<'_> {
 
     /// Moves an access time forward (never back: a later utimensat or access may have set
     /// a newer one).
-    pub fn set_atime_if_older(&self, ino: Ino, atime: Nanos) -> rusqlite::Result<()> {
+    pub fn set_atime_if_older(&self, ino: Ino, atime: Nanos) -> MetaResult<()> {
         cached(
             self.conn,
             "UPDATE inodes SET atime = ?2 WHERE ino = ?1 AND atime < ?2",
@@ -787,17 +728,17 @@ impl Tx<'_> {
     }
 
     /// Records that an object is to be deleted (its inode is gone).
-    pub fn mark_gc(&self, ino: Ino) -> rusqlite::Result<()> {
+    pub fn mark_gc(&self, ino: Ino) -> MetaResult<()> {
         cached(self.conn, "INSERT OR IGNORE INTO gc(ino) VALUES (?1)")?.execute([ino])?;
         Ok(())
     }
 
-    pub fn clear_held(&self, ino: Ino) -> rusqlite::Result<()> {
+    pub fn clear_held(&self, ino: Ino) -> MetaResult<()> {
         cached(self.conn, "DELETE FROM held WHERE ino = ?1")?.execute([ino])?;
         Ok(())
     }
 
-    pub fn add_usage(&self, bytes: i64, inodes: i64) -> rusqlite::Result<()> {
+    pub fn add_usage(&self, bytes: i64, inodes: i64) -> MetaResult<()> {
         if bytes == 0 && inodes == 0 {
             return Ok(());
         }
@@ -810,7 +751,7 @@ impl Tx<'_> {
     }
 
     /// Two columns of the tenant's row in `quotas` (its root's), 0 when there is none.
-    fn root_quota(&self, sql: &str) -> rusqlite::Result<(u64, u64)> {
+    fn root_quota(&self, sql: &str) -> MetaResult<(u64, u64)> {
         Ok(cached(self.conn, sql)?
             .query_row([ROOT_INO], |r| {
                 Ok((
@@ -828,7 +769,7 @@ impl Tx<'_> {
         cols: [&str; 2],
         now: (u64, u64),
         new: (Option<u64>, Option<u64>),
-    ) -> rusqlite::Result<()> {
+    ) -> MetaResult<()> {
         self.conn
             .execute("INSERT OR IGNORE INTO quotas(ino) VALUES (?1)", [ROOT_INO])?;
         self.conn.execute(
@@ -846,15 +787,11 @@ impl Tx<'_> {
     }
 
     /// The tenant's limits (its root's quota): (max bytes, max inodes), 0 for unlimited.
-    pub fn limits(&self) -> rusqlite::Result<(u64, u64)> {
+    pub fn limits(&self) -> MetaResult<(u64, u64)> {
         self.root_quota("SELECT max_bytes, max_inodes FROM quotas WHERE ino = ?1")
     }
 
-    pub fn set_limits(
-        &self,
-        max_bytes: Option<u64>,
-        max_inodes: Option<u64>,
-    ) -> rusqlite::Result<()> {
+    pub fn set_limits(&self, max_bytes: Option<u64>, max_inodes: Option<u64>) -> MetaResult<()> {
         self.set_root_quota(
             ["max_bytes", "max_inodes"],
             self.limits()?,
@@ -864,7 +801,7 @@ impl Tx<'_> {
 
     /// The tenant's rate limits: (ops per second, bytes per second), 0 for unlimited.
     /// Whether the tenant lets read-only opens read objects straight through the kernel.
-    pub fn passthrough_reads(&self) -> rusqlite::Result<bool> {
+    pub fn passthrough_reads(&self) -> MetaResult<bool> {
         Ok(cached(
             self.conn,
             "SELECT value FROM info WHERE key = 'passthrough_reads'",
@@ -875,7 +812,7 @@ impl Tx<'_> {
             != 0)
     }
 
-    pub fn set_passthrough_reads(&self, on: bool) -> rusqlite::Result<()> {
+    pub fn set_passthrough_reads(&self, on: bool) -> MetaResult<()> {
         self.conn.execute(
             "INSERT INTO info(key, value) VALUES ('passthrough_reads', ?1)
              ON CONFLICT(key) DO UPDATE SET value = excluded.value",
@@ -884,11 +821,11 @@ impl Tx<'_> {
         Ok(())
     }
 
-    pub fn rates(&self) -> rusqlite::Result<(u64, u64)> {
+    pub fn rates(&self) -> MetaResult<(u64, u64)> {
         self.root_quota("SELECT ops_per_sec, bytes_per_sec FROM quotas WHERE ino = ?1")
     }
 
-    pub fn set_rates(&self, ops: Option<u64>, bytes: Option<u64>) -> rusqlite::Result<()> {
+    pub fn set_rates(&self, ops: Option<u64>, bytes: Option<u64>) -> MetaResult<()> {
         self.set_root_quota(
             ["ops_per_sec", "bytes_per_sec"],
             self.rates()?,
@@ -897,13 +834,7 @@ impl Tx<'_> {
     }
 
     /// Adds metered activity to an hour's row.
-    pub fn add_metering(
-        &self,
-        hour: i64,
-        ops: u64,
-        read: u64,
-        written: u64,
-    ) -> rusqlite::Result<()> {
+    pub fn add_metering(&self, hour: i64, ops: u64, read: u64, written: u64) -> MetaResult<()> {
         cached(
             self.conn,
             "INSERT INTO metering(hour, ops, bytes_read, bytes_written) VALUES (?1, ?2, ?3, ?4)
@@ -916,23 +847,25 @@ impl Tx<'_> {
     }
 
     /// Metered hours from `since` (Unix seconds) on, oldest first: (hour, ops, read, written).
-    pub fn metering(&self, since: i64) -> rusqlite::Result<Vec<(i64, u64, u64, u64)>> {
-        self.conn
+    pub fn metering(&self, since: i64) -> MetaResult<Vec<(i64, u64, u64, u64)>> {
+        Ok(self.conn
             .prepare("SELECT hour, ops, bytes_read, bytes_written FROM metering WHERE hour >= ?1 ORDER BY hour")?
             .query_map([since], |r| {
                 Ok((r.get(0)?, r.get::<_, i64>(1)? as u64, r.get::<_, i64>(2)? as u64, r.get::<_, i64>(3)? as u64))
             })?
-            .collect()
+            .collect::<rusqlite::Result<_>>()?)
     }
 
     /// Bytes reserved by open files across all mounts.
-    pub fn reserved(&self) -> rusqlite::Result<u64> {
-        cached(self.conn, "SELECT reserved FROM usage WHERE id = 1")?
-            .query_row([], |r| Ok(r.get::<_, i64>(0)?.max(0) as u64))
+    pub fn reserved(&self) -> MetaResult<u64> {
+        Ok(
+            cached(self.conn, "SELECT reserved FROM usage WHERE id = 1")?
+                .query_row([], |r| Ok(r.get::<_, i64>(0)?.max(0) as u64))?,
+        )
     }
 
     /// Adds to the tenant's reserved bytes (negative to give back).
-    pub fn add_reserved(&self, bytes: i64) -> rusqlite::Result<()> {
+    pub fn add_reserved(&self, bytes: i64) -> MetaResult<()> {
         if bytes == 0 {
             return Ok(());
         }
@@ -945,7 +878,7 @@ impl Tx<'_> {
     }
 
     /// Bytes one session holds reserved for one file.
-    pub fn held(&self, ino: Ino, session: &str) -> rusqlite::Result<u64> {
+    pub fn held(&self, ino: Ino, session: &str) -> MetaResult<u64> {
         Ok(cached(
             self.conn,
             "SELECT bytes FROM held WHERE ino = ?1 AND session = ?2",
@@ -957,7 +890,7 @@ impl Tx<'_> {
     }
 
     /// Sets what one session holds for one file (0 deletes the row).
-    pub fn set_held(&self, ino: Ino, session: &str, bytes: u64) -> rusqlite::Result<()> {
+    pub fn set_held(&self, ino: Ino, session: &str, bytes: u64) -> MetaResult<()> {
         if bytes == 0 {
             cached(
                 self.conn,
@@ -975,52 +908,57 @@ impl Tx<'_> {
     }
 
     /// Bytes every session together holds for one file.
-    pub fn held_total(&self, ino: Ino) -> rusqlite::Result<u64> {
-        cached(
+    pub fn held_total(&self, ino: Ino) -> MetaResult<u64> {
+        Ok(cached(
             self.conn,
             "SELECT COALESCE(SUM(bytes), 0) FROM held WHERE ino = ?1",
         )?
-        .query_row([ino], |r| Ok(r.get::<_, i64>(0)?.max(0) as u64))
+        .query_row([ino], |r| Ok(r.get::<_, i64>(0)?.max(0) as u64))?)
     }
 
     /// (file, bytes) of everything one session holds.
-    pub fn held_by(&self, session: &str) -> rusqlite::Result<Vec<(Ino, u64)>> {
-        self.conn
+    pub fn held_by(&self, session: &str) -> MetaResult<Vec<(Ino, u64)>> {
+        Ok(self
+            .conn
             .prepare("SELECT ino, bytes FROM held WHERE session = ?1")?
             .query_map([session], |r| {
                 Ok((r.get(0)?, r.get::<_, i64>(1)?.max(0) as u64))
             })?
-            .collect()
+            .collect::<rusqlite::Result<_>>()?)
     }
 
     /// (session, bytes) of everything held for one file.
-    pub fn held_for(&self, ino: Ino) -> rusqlite::Result<Vec<(String, u64)>> {
-        cached(self.conn, "SELECT session, bytes FROM held WHERE ino = ?1")?
-            .query_map([ino], |r| {
-                Ok((r.get(0)?, r.get::<_, i64>(1)?.max(0) as u64))
-            })?
-            .collect()
+    pub fn held_for(&self, ino: Ino) -> MetaResult<Vec<(String, u64)>> {
+        Ok(
+            cached(self.conn, "SELECT session, bytes FROM held WHERE ino = ?1")?
+                .query_map([ino], |r| {
+                    Ok((r.get(0)?, r.get::<_, i64>(1)?.max(0) as u64))
+                })?
+                .collect::<rusqlite::Result<_>>()?,
+        )
     }
 
     /// Bytes held per file, for every file anything is held for.
-    pub fn all_held(&self) -> rusqlite::Result<HashMap<Ino, u64>> {
-        self.conn
+    pub fn all_held(&self) -> MetaResult<HashMap<Ino, u64>> {
+        Ok(self
+            .conn
             .prepare("SELECT ino, SUM(bytes) FROM held GROUP BY ino")?
             .query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)?.max(0) as u64)))?
-            .collect()
+            .collect::<rusqlite::Result<_>>()?)
     }
 
     /// Sessions holding reservations.
-    pub fn reserving_sessions(&self) -> rusqlite::Result<Vec<String>> {
-        self.conn
+    pub fn reserving_sessions(&self) -> MetaResult<Vec<String>> {
+        Ok(self
+            .conn
             .prepare("SELECT DISTINCT session FROM held")?
             .query_map([], |r| r.get(0))?
-            .collect()
+            .collect::<rusqlite::Result<_>>()?)
     }
 
     /// Kind, link count and recorded parent of an inode.
-    pub fn placement(&self, ino: Ino) -> rusqlite::Result<Option<(Kind, u32, Ino)>> {
-        cached(
+    pub fn placement(&self, ino: Ino) -> MetaResult<Option<(Kind, u32, Ino)>> {
+        Ok(cached(
             self.conn,
             "SELECT kind, nlink, parent FROM inodes WHERE ino = ?1",
         )?
@@ -1032,24 +970,27 @@ impl Tx<'_> {
                 r.get(2)?,
             ))
         })
-        .optional()
+        .optional()?)
     }
 
     // ---- directory quotas and the links they follow ---------------------------------------
 
-    pub fn has_dir_quotas(&self) -> rusqlite::Result<bool> {
-        cached(self.conn, "SELECT EXISTS(SELECT 1 FROM dir_quotas)")?.query_row([], |r| r.get(0))
+    pub fn has_dir_quotas(&self) -> MetaResult<bool> {
+        Ok(
+            cached(self.conn, "SELECT EXISTS(SELECT 1 FROM dir_quotas)")?
+                .query_row([], |r| r.get(0))?,
+        )
     }
 
     /// The directories that carry a quota.
-    pub fn dir_quota_inos(&self) -> rusqlite::Result<Vec<Ino>> {
-        cached(self.conn, "SELECT ino FROM dir_quotas")?
+    pub fn dir_quota_inos(&self) -> MetaResult<Vec<Ino>> {
+        Ok(cached(self.conn, "SELECT ino FROM dir_quotas")?
             .query_map([], |r| r.get(0))?
-            .collect()
+            .collect::<rusqlite::Result<_>>()?)
     }
 
-    pub fn dir_quota(&self, ino: Ino) -> rusqlite::Result<Option<DirQuota>> {
-        cached(
+    pub fn dir_quota(&self, ino: Ino) -> MetaResult<Option<DirQuota>> {
+        Ok(cached(
             self.conn,
             concat!(
                 "SELECT ",
@@ -1058,22 +999,23 @@ impl Tx<'_> {
             ),
         )?
         .query_row([ino], dir_quota_from_row)
-        .optional()
+        .optional()?)
     }
 
-    pub fn all_dir_quotas(&self) -> rusqlite::Result<Vec<DirQuota>> {
-        self.conn
+    pub fn all_dir_quotas(&self) -> MetaResult<Vec<DirQuota>> {
+        Ok(self
+            .conn
             .prepare(concat!(
                 "SELECT ",
                 dir_quota_cols!(),
                 " FROM dir_quotas ORDER BY ino"
             ))?
             .query_map([], dir_quota_from_row)?
-            .collect()
+            .collect::<rusqlite::Result<_>>()?)
     }
 
     /// Sets a directory's limits, making its row (with zero usage) if it has none.
-    pub fn put_dir_quota(&self, ino: Ino, max_bytes: u64, max_inodes: u64) -> rusqlite::Result<()> {
+    pub fn put_dir_quota(&self, ino: Ino, max_bytes: u64, max_inodes: u64) -> MetaResult<()> {
         cached(
             self.conn,
             "INSERT INTO dir_quotas(ino, max_bytes, max_inodes) VALUES (?1, ?2, ?3)
@@ -1090,7 +1032,7 @@ impl Tx<'_> {
         bytes: u64,
         inodes: u64,
         reserved: u64,
-    ) -> rusqlite::Result<()> {
+    ) -> MetaResult<()> {
         cached(
             self.conn,
             "UPDATE dir_quotas SET bytes = ?2, inodes = ?3, reserved = ?4 WHERE ino = ?1",
@@ -1105,7 +1047,7 @@ impl Tx<'_> {
         bytes: i64,
         inodes: i64,
         reserved: i64,
-    ) -> rusqlite::Result<()> {
+    ) -> MetaResult<()> {
         cached(
             self.conn,
             "UPDATE dir_quotas SET bytes = MAX(0, bytes + ?2), inodes = MAX(0, inodes + ?3),
@@ -1115,19 +1057,21 @@ impl Tx<'_> {
         Ok(())
     }
 
-    pub fn remove_dir_quota(&self, ino: Ino) -> rusqlite::Result<bool> {
+    pub fn remove_dir_quota(&self, ino: Ino) -> MetaResult<bool> {
         Ok(cached(self.conn, "DELETE FROM dir_quotas WHERE ino = ?1")?.execute([ino])? > 0)
     }
 
     /// The directories holding names of a file with more than one link; empty otherwise.
-    pub fn link_parents(&self, ino: Ino) -> rusqlite::Result<Vec<(Ino, u32)>> {
-        cached(self.conn, "SELECT parent, n FROM links WHERE ino = ?1")?
-            .query_map([ino], |r| Ok((r.get(0)?, r.get(1)?)))?
-            .collect()
+    pub fn link_parents(&self, ino: Ino) -> MetaResult<Vec<(Ino, u32)>> {
+        Ok(
+            cached(self.conn, "SELECT parent, n FROM links WHERE ino = ?1")?
+                .query_map([ino], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<rusqlite::Result<_>>()?,
+        )
     }
 
     /// Adds `delta` names of `ino` in `parent`, dropping the row at zero.
-    pub fn add_link(&self, ino: Ino, parent: Ino, delta: i64) -> rusqlite::Result<()> {
+    pub fn add_link(&self, ino: Ino, parent: Ino, delta: i64) -> MetaResult<()> {
         cached(
             self.conn,
             "INSERT INTO links(ino, parent, n) VALUES (?1, ?2, ?3)
@@ -1142,23 +1086,25 @@ impl Tx<'_> {
         Ok(())
     }
 
-    pub fn clear_links(&self, ino: Ino) -> rusqlite::Result<()> {
+    pub fn clear_links(&self, ino: Ino) -> MetaResult<()> {
         cached(self.conn, "DELETE FROM links WHERE ino = ?1")?.execute([ino])?;
         Ok(())
     }
 
     /// Every `links` row as (ino, parent, n), for checks.
-    pub fn all_links(&self) -> rusqlite::Result<Vec<(Ino, Ino, u32)>> {
-        self.conn
+    pub fn all_links(&self) -> MetaResult<Vec<(Ino, Ino, u32)>> {
+        Ok(self
+            .conn
             .prepare("SELECT ino, parent, n FROM links ORDER BY ino, parent")?
             .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
-            .collect()
+            .collect::<rusqlite::Result<_>>()?)
     }
 
     /// Every inode with a name in `dir`'s subtree, each once, with `dir` itself first:
     /// (ino, kind, nlink, size).
-    pub fn subtree(&self, dir: Ino) -> rusqlite::Result<Vec<(Ino, Kind, u32, u64)>> {
-        self.conn
+    pub fn subtree(&self, dir: Ino) -> MetaResult<Vec<(Ino, Kind, u32, u64)>> {
+        Ok(self
+            .conn
             .prepare(
                 "WITH RECURSIVE sub(ino) AS (
                      SELECT ?1 UNION SELECT e.ino FROM entries e JOIN sub s ON e.parent = s.ino
@@ -1175,29 +1121,34 @@ impl Tx<'_> {
                     r.get::<_, i64>(3)?.max(0) as u64,
                 ))
             })?
-            .collect()
+            .collect::<rusqlite::Result<_>>()?)
     }
 
     /// (bytes, inodes) in use.
-    pub fn usage(&self) -> rusqlite::Result<(u64, u64)> {
-        cached(self.conn, "SELECT bytes, inodes FROM usage WHERE id = 1")?.query_row([], |r| {
-            Ok((
-                r.get::<_, i64>(0)?.max(0) as u64,
-                r.get::<_, i64>(1)?.max(0) as u64,
-            ))
-        })
+    pub fn usage(&self) -> MetaResult<(u64, u64)> {
+        Ok(
+            cached(self.conn, "SELECT bytes, inodes FROM usage WHERE id = 1")?.query_row(
+                [],
+                |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?.max(0) as u64,
+                        r.get::<_, i64>(1)?.max(0) as u64,
+                    ))
+                },
+            )?,
+        )
     }
 
-    pub fn xattr(&self, ino: Ino, name: &[u8]) -> rusqlite::Result<Option<Vec<u8>>> {
-        cached(
+    pub fn xattr(&self, ino: Ino, name: &[u8]) -> MetaResult<Option<Vec<u8>>> {
+        Ok(cached(
             self.conn,
             "SELECT value FROM xattrs WHERE ino = ?1 AND name = ?2",
         )?
         .query_row(params![ino, name], |r| r.get(0))
-        .optional()
+        .optional()?)
     }
 
-    pub fn set_xattr(&self, ino: Ino, name: &[u8], value: &[u8]) -> rusqlite::Result<()> {
+    pub fn set_xattr(&self, ino: Ino, name: &[u8], value: &[u8]) -> MetaResult<()> {
         cached(
             self.conn,
             "INSERT OR REPLACE INTO xattrs(ino, name, value) VALUES (?1, ?2, ?3)",
@@ -1207,7 +1158,7 @@ impl Tx<'_> {
     }
 
     /// Returns whether the attribute existed.
-    pub fn remove_xattr(&self, ino: Ino, name: &[u8]) -> rusqlite::Result<bool> {
+    pub fn remove_xattr(&self, ino: Ino, name: &[u8]) -> MetaResult<bool> {
         Ok(
             cached(self.conn, "DELETE FROM xattrs WHERE ino = ?1 AND name = ?2")?
                 .execute(params![ino, name])?
@@ -1216,7 +1167,7 @@ impl Tx<'_> {
     }
 
     /// Names of `ino`'s extended attributes, sorted (here, as in [`Tx::list`]).
-    pub fn xattr_names(&self, ino: Ino) -> rusqlite::Result<Vec<Vec<u8>>> {
+    pub fn xattr_names(&self, ino: Ino) -> MetaResult<Vec<Vec<u8>>> {
         let mut names = cached(self.conn, "SELECT name FROM xattrs WHERE ino = ?1")?
             .query_map([ino], |r| r.get(0))?
             .collect::<rusqlite::Result<Vec<Vec<u8>>>>()?;
@@ -1224,7 +1175,7 @@ impl Tx<'_> {
         Ok(names)
     }
 
-    pub fn mark_writer(&self, ino: Ino, session: &str) -> rusqlite::Result<()> {
+    pub fn mark_writer(&self, ino: Ino, session: &str) -> MetaResult<()> {
         cached(
             self.conn,
             "INSERT OR IGNORE INTO writers(ino, session) VALUES (?1, ?2)",
@@ -1234,26 +1185,27 @@ impl Tx<'_> {
     }
 
     /// Marks an orphan whose usage is already given back (see the `ghosts` table).
-    pub fn add_ghost(&self, ino: Ino) -> rusqlite::Result<()> {
+    pub fn add_ghost(&self, ino: Ino) -> MetaResult<()> {
         cached(self.conn, "INSERT OR IGNORE INTO ghosts(ino) VALUES (?1)")?.execute([ino])?;
         Ok(())
     }
 
-    pub fn is_ghost(&self, ino: Ino) -> rusqlite::Result<bool> {
+    pub fn is_ghost(&self, ino: Ino) -> MetaResult<bool> {
         Ok(cached(self.conn, "SELECT 1 FROM ghosts WHERE ino = ?1")?
             .query_row([ino], |_| Ok(()))
             .optional()?
             .is_some())
     }
 
-    pub fn all_ghosts(&self) -> rusqlite::Result<Vec<Ino>> {
-        self.conn
+    pub fn all_ghosts(&self) -> MetaResult<Vec<Ino>> {
+        Ok(self
+            .conn
             .prepare("SELECT ino FROM ghosts")?
             .query_map([], |r| r.get(0))?
-            .collect()
+            .collect::<rusqlite::Result<_>>()?)
     }
 
-    pub fn add_orphan(&self, ino: Ino, session: &str) -> rusqlite::Result<()> {
+    pub fn add_orphan(&self, ino: Ino, session: &str) -> MetaResult<()> {
         cached(
             self.conn,
             "INSERT OR IGNORE INTO orphans(ino, session) VALUES (?1, ?2)",
@@ -1263,32 +1215,35 @@ impl Tx<'_> {
     }
 
     /// Sessions that left writers or orphans behind.
-    pub fn sessions_with_state(&self) -> rusqlite::Result<Vec<String>> {
-        self.conn
+    pub fn sessions_with_state(&self) -> MetaResult<Vec<String>> {
+        Ok(self
+            .conn
             .prepare(
                 "SELECT session FROM writers UNION SELECT session FROM orphans
                  UNION SELECT session FROM held",
             )?
             .query_map([], |r| r.get(0))?
-            .collect()
+            .collect::<rusqlite::Result<_>>()?)
     }
 
-    pub fn writers_of(&self, session: &str) -> rusqlite::Result<Vec<Ino>> {
-        self.conn
+    pub fn writers_of(&self, session: &str) -> MetaResult<Vec<Ino>> {
+        Ok(self
+            .conn
             .prepare("SELECT ino FROM writers WHERE session = ?1")?
             .query_map([session], |r| r.get(0))?
-            .collect()
+            .collect::<rusqlite::Result<_>>()?)
     }
 
-    pub fn orphans_of(&self, session: &str) -> rusqlite::Result<Vec<Ino>> {
-        self.conn
+    pub fn orphans_of(&self, session: &str) -> MetaResult<Vec<Ino>> {
+        Ok(self
+            .conn
             .prepare("SELECT ino FROM orphans WHERE session = ?1")?
             .query_map([session], |r| r.get(0))?
-            .collect()
+            .collect::<rusqlite::Result<_>>()?)
     }
 
     /// Drops a session's rows; what it held reserved must have been given back first.
-    pub fn forget_session(&self, session: &str) -> rusqlite::Result<()> {
+    pub fn forget_session(&self, session: &str) -> MetaResult<()> {
         self.conn
             .execute("DELETE FROM held WHERE session = ?1", [session])?;
         self.conn
@@ -1299,34 +1254,37 @@ impl Tx<'_> {
     }
 
     /// Every inode with its recorded parent (meaningful for directories), for checks.
-    pub fn all_inodes(&self) -> rusqlite::Result<Vec<(Attr, Ino)>> {
-        self.conn
+    pub fn all_inodes(&self) -> MetaResult<Vec<(Attr, Ino)>> {
+        Ok(self
+            .conn
             .prepare(concat!("SELECT ", inode_cols!(), ", parent FROM inodes"))?
             .query_map([], |r| Ok((attr_from_row(r)?, r.get(13)?)))?
-            .collect()
+            .collect::<rusqlite::Result<_>>()?)
     }
 
     /// Every entry, for checks.
-    pub fn all_entries(&self) -> rusqlite::Result<Vec<RawEntry>> {
-        self.conn
+    pub fn all_entries(&self) -> MetaResult<Vec<RawEntry>> {
+        Ok(self
+            .conn
             .prepare("SELECT parent, name, ino, kind FROM entries")?
             .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
-            .collect()
+            .collect::<rusqlite::Result<_>>()?)
     }
 
     /// (ino, session) of every `writers` or `orphans` row.
-    pub fn all_session_rows(&self, table: SessionTable) -> rusqlite::Result<Vec<(Ino, String)>> {
+    pub fn all_session_rows(&self, table: SessionTable) -> MetaResult<Vec<(Ino, String)>> {
         let sql = match table {
             SessionTable::Writers => "SELECT ino, session FROM writers",
             SessionTable::Orphans => "SELECT ino, session FROM orphans",
         };
-        self.conn
+        Ok(self
+            .conn
             .prepare(sql)?
             .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-            .collect()
+            .collect::<rusqlite::Result<_>>()?)
     }
 
-    pub fn set_entry_kind(&self, parent: Ino, name: &[u8], kind: Kind) -> rusqlite::Result<()> {
+    pub fn set_entry_kind(&self, parent: Ino, name: &[u8], kind: Kind) -> MetaResult<()> {
         self.conn.execute(
             "UPDATE entries SET kind = ?3 WHERE parent = ?1 AND name = ?2",
             params![parent, name, kind.code()],
@@ -1334,7 +1292,7 @@ impl Tx<'_> {
         Ok(())
     }
 
-    pub fn set_nlink(&self, ino: Ino, nlink: u32) -> rusqlite::Result<()> {
+    pub fn set_nlink(&self, ino: Ino, nlink: u32) -> MetaResult<()> {
         self.conn.execute(
             "UPDATE inodes SET nlink = ?2 WHERE ino = ?1",
             params![ino, nlink],
@@ -1344,16 +1302,16 @@ impl Tx<'_> {
 
     /// (bytes, inodes) as the inodes add up: file sizes and symlink targets, every inode
     /// but ghosts.
-    pub fn computed_usage(&self) -> rusqlite::Result<(u64, u64)> {
-        self.conn.query_row(
+    pub fn computed_usage(&self) -> MetaResult<(u64, u64)> {
+        Ok(self.conn.query_row(
             "SELECT COALESCE(SUM(CASE WHEN kind IN (?1, ?2) THEN size ELSE 0 END), 0), COUNT(*)
              FROM inodes WHERE ino NOT IN (SELECT ino FROM ghosts)",
             params![Kind::File.code(), Kind::Symlink.code()],
             |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64)),
-        )
+        )?)
     }
 
-    pub fn set_usage(&self, bytes: u64, inodes: u64) -> rusqlite::Result<()> {
+    pub fn set_usage(&self, bytes: u64, inodes: u64) -> MetaResult<()> {
         self.conn.execute(
             "UPDATE usage SET bytes = ?1, inodes = ?2 WHERE id = 1",
             params![bytes as i64, inodes as i64],
@@ -1362,7 +1320,7 @@ impl Tx<'_> {
     }
 
     /// ACL entries on one inode: the explicit ones, and its owner as an `owner` entry.
-    pub fn acl(&self, ino: Ino) -> rusqlite::Result<Vec<Entry>> {
+    pub fn acl(&self, ino: Ino) -> MetaResult<Vec<Entry>> {
         // Sorted here: with `ORDER BY subject` SQLite recompiled the statement at every use.
         let mut entries: Vec<Entry> =
             cached(self.conn, "SELECT subject, rights FROM acl WHERE ino = ?1")?
@@ -1392,7 +1350,7 @@ impl Tx<'_> {
 
     /// Sets a subject's entry. For the inode's owner it replaces the ownership: one subject
     /// has one entry per inode.
-    pub fn set_acl(&self, ino: Ino, subject: &str, rights: Rights) -> rusqlite::Result<()> {
+    pub fn set_acl(&self, ino: Ino, subject: &str, rights: Rights) -> MetaResult<()> {
         cached(
             self.conn,
             "INSERT OR REPLACE INTO acl(ino, subject, rights) VALUES (?1, ?2, ?3)",
@@ -1407,7 +1365,7 @@ impl Tx<'_> {
     }
 
     /// Removes a subject's entry, its ownership included.
-    pub fn remove_acl(&self, ino: Ino, subject: &str) -> rusqlite::Result<bool> {
+    pub fn remove_acl(&self, ino: Ino, subject: &str) -> MetaResult<bool> {
         let explicit = cached(self.conn, "DELETE FROM acl WHERE ino = ?1 AND subject = ?2")?
             .execute(params![ino, subject])?;
         let owned = cached(
@@ -1419,23 +1377,23 @@ impl Tx<'_> {
     }
 
     /// Every subject named in any entry or owning any inode, for listings of effective rights.
-    pub fn acl_subjects(&self) -> rusqlite::Result<Vec<String>> {
-        self.conn
+    pub fn acl_subjects(&self) -> MetaResult<Vec<String>> {
+        Ok(self.conn
             .prepare(
                 "SELECT subject FROM acl UNION SELECT owner FROM inodes WHERE owner IS NOT NULL ORDER BY 1",
             )?
             .query_map([], |r| r.get(0))?
-            .collect()
+            .collect::<rusqlite::Result<_>>()?)
     }
 
-    pub fn groups(&self) -> rusqlite::Result<Groups> {
+    pub fn groups(&self) -> MetaResult<Groups> {
         let pairs: Vec<(String, String)> = cached(self.conn, "SELECT grp, member FROM groups")?
             .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
             .collect::<rusqlite::Result<_>>()?;
         Ok(Groups::from_pairs(pairs))
     }
 
-    pub fn add_member(&self, group: &str, member: &str) -> rusqlite::Result<()> {
+    pub fn add_member(&self, group: &str, member: &str) -> MetaResult<()> {
         cached(
             self.conn,
             "INSERT OR IGNORE INTO groups(grp, member) VALUES (?1, ?2)",
@@ -1444,7 +1402,7 @@ impl Tx<'_> {
         Ok(())
     }
 
-    pub fn remove_member(&self, group: &str, member: &str) -> rusqlite::Result<bool> {
+    pub fn remove_member(&self, group: &str, member: &str) -> MetaResult<bool> {
         Ok(cached(
             self.conn,
             "DELETE FROM groups WHERE grp = ?1 AND member = ?2",
@@ -1454,24 +1412,24 @@ impl Tx<'_> {
     }
 
     /// Counts changes to ACL entries and groups, so live mounts can tell their cache is stale.
-    pub fn policy_version(&self) -> rusqlite::Result<i64> {
-        cached(
+    pub fn policy_version(&self) -> MetaResult<i64> {
+        Ok(cached(
             self.conn,
             "SELECT value FROM info WHERE key = 'policy_version'",
         )?
-        .query_row([], |r| r.get(0))
+        .query_row([], |r| r.get(0))?)
     }
 
     /// Counts moves across directories, which change what the moved inodes inherit.
-    pub fn tree_version(&self) -> rusqlite::Result<i64> {
-        cached(
+    pub fn tree_version(&self) -> MetaResult<i64> {
+        Ok(cached(
             self.conn,
             "SELECT value FROM info WHERE key = 'tree_version'",
         )?
-        .query_row([], |r| r.get(0))
+        .query_row([], |r| r.get(0))?)
     }
 
-    pub fn bump_tree(&self) -> rusqlite::Result<()> {
+    pub fn bump_tree(&self) -> MetaResult<()> {
         cached(
             self.conn,
             "UPDATE info SET value = value + 1 WHERE key = 'tree_version'",
@@ -1480,7 +1438,7 @@ impl Tx<'_> {
         Ok(())
     }
 
-    pub fn bump_policy(&self) -> rusqlite::Result<()> {
+    pub fn bump_policy(&self) -> MetaResult<()> {
         cached(
             self.conn,
             "UPDATE info SET value = value + 1 WHERE key = 'policy_version'",
@@ -1489,14 +1447,15 @@ impl Tx<'_> {
         Ok(())
     }
 
-    pub fn gc_pending(&self) -> rusqlite::Result<Vec<Ino>> {
-        self.conn
+    pub fn gc_pending(&self) -> MetaResult<Vec<Ino>> {
+        Ok(self
+            .conn
             .prepare("SELECT ino FROM gc")?
             .query_map([], |r| r.get(0))?
-            .collect()
+            .collect::<rusqlite::Result<_>>()?)
     }
 
-    pub fn gc_done(&self, ino: Ino) -> rusqlite::Result<()> {
+    pub fn gc_done(&self, ino: Ino) -> MetaResult<()> {
         cached(self.conn, "DELETE FROM gc WHERE ino = ?1")?.execute([ino])?;
         Ok(())
     }
