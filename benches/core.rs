@@ -109,15 +109,15 @@ fn core(c: &mut Criterion) {
     // An ACL decision from scratch: the subject's groups resolved through 10 levels, the
     // entries read from the file up to /org.
     let meta = Meta::open(&s.db).unwrap();
-    let access = Access::new("agent:bench", false, &meta.read()).unwrap();
+    let access = Access::new("agent:bench", false, &*meta.read()).unwrap();
     c.bench_function("acl check, uncached", |b| {
         b.iter(|| {
             access.clear();
-            black_box(access.rights(&meta.read(), s.inos[next()]).unwrap())
+            black_box(access.rights(&*meta.read(), s.inos[next()]).unwrap())
         })
     });
     c.bench_function("acl check, cached", |b| {
-        b.iter(|| black_box(access.rights(&meta.read(), s.inos[7]).unwrap()))
+        b.iter(|| black_box(access.rights(&*meta.read(), s.inos[7]).unwrap()))
     });
 
     // What a growing file does once per chunk: find its room under three limits, hold a

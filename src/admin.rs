@@ -97,7 +97,9 @@ pub fn get(meta: &Meta, path: &str, known: impl IntoIterator<Item = String>) -> 
     }
     let mut effective = Vec::new();
     for subject in subjects {
-        let rights = Access::new(&subject, false, &tx)?.explain(&tx, ino)?.rights;
+        let rights = Access::new(&subject, false, &*tx)?
+            .explain(&*tx, ino)?
+            .rights;
         if rights != Rights::NONE {
             effective.push(Effective { subject, rights });
         }
@@ -123,7 +125,7 @@ pub fn check(meta: &Meta, subject: &str, want: Rights, path: &str) -> Result<Che
     let subject = parse_subject(subject).map_err(Error::Usage)?;
     let ino = resolve(meta, path)?;
     let tx = meta.read();
-    let d = Access::new(&subject, false, &tx)?.explain(&tx, ino)?;
+    let d = Access::new(&subject, false, &*tx)?.explain(&*tx, ino)?;
     Ok(Check {
         allowed: d.rights.has(want),
         rights: d.rights,
@@ -257,7 +259,7 @@ pub fn get_quota(meta: &Meta, path: &str) -> Result<QuotaView> {
     let ino = quota_dir(meta, path)?;
     let tx = meta.read();
     match tx.dir_quota(ino)? {
-        Some(q) => Ok(quota_view(&tx, &q)),
+        Some(q) => Ok(quota_view(&*tx, &q)),
         None => Err(Error::Usage(format!(
             "{path} has no quota; set one with `tenantfs quota set`"
         ))),
@@ -269,7 +271,7 @@ pub fn list_quotas(meta: &Meta) -> Result<Vec<QuotaView>> {
     let mut out: Vec<QuotaView> = tx
         .all_dir_quotas()?
         .iter()
-        .map(|q| quota_view(&tx, q))
+        .map(|q| quota_view(&*tx, q))
         .collect();
     out.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(out)

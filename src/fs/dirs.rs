@@ -35,8 +35,8 @@ impl TenantFs {
         let a = {
             let meta = self.meta.lock();
             let tx = meta.read();
-            let a = require_dir(&tx, ino)?;
-            self.need(&tx, ino, Rights::R, "opendir", None)?;
+            let a = require_dir(&*tx, ino)?;
+            self.need(&*tx, ino, Rights::R, "opendir", None)?;
             a
         };
         // Registered before anything else can remove it: from here on an rmdir of it keeps
@@ -146,7 +146,7 @@ impl TenantFs {
             if dir.kind != Kind::Dir {
                 return Err(FsError::NotDir);
             }
-            self.need(&tx, ino, Rights::R, "readdir", None)?;
+            self.need(&*tx, ino, Rights::R, "readdir", None)?;
             self.accessed(&dir, dir.mtime, dir.ctime);
             let parent = if ino == self.root {
                 ino
@@ -194,7 +194,7 @@ impl TenantFs {
                 e.attr = tx.inode(e.ino)?;
                 if e.attr.is_some() {
                     // Warm the rights cache while the database is at hand.
-                    self.access.rights(&tx, e.ino)?;
+                    self.access.rights(&*tx, e.ino)?;
                 }
             }
             drop(tx);

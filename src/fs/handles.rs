@@ -22,7 +22,7 @@ impl TenantFs {
             let meta = self.meta.lock();
             let tx = meta.read();
             match tx.inode(ino)? {
-                Some(a) if a.nlink > 0 && self.reachable(&tx, &a)? => a,
+                Some(a) if a.nlink > 0 && self.reachable(&*tx, &a)? => a,
                 _ => return Err(FsError::Stale),
             }
         };

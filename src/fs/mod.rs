@@ -283,7 +283,7 @@ impl TenantFs {
         let reaped = Arc::new(Mutex::new(Vec::new()));
         let reaper = Reaper::start(objects.clone(), reaped.clone());
         let admin = spec.scope == Scope::Admin;
-        let access = Access::sized(&spec.subject, admin, &meta.read(), spec.rights_cache)?;
+        let access = Access::sized(&spec.subject, admin, &*meta.read(), spec.rights_cache)?;
         let limits = Mutex::new(meta.read().limits()?);
         let dir_quotas = AtomicBool::new(meta.read().has_dir_quotas()?);
         Ok(TenantFs {
@@ -400,7 +400,7 @@ impl TenantFs {
         if self.access.cached(ino).is_some_and(|r| r.has(want)) {
             return Ok(());
         }
-        let decided = self.need(&self.meta.lock().read(), ino, want, op, None);
+        let decided = self.need(&*self.meta.lock().read(), ino, want, op, None);
         match decided {
             // Another mount deleted it while open here: its descriptors keep working, as
             // on a local disk.
@@ -415,7 +415,7 @@ impl TenantFs {
     fn present(&self, a: Attr) -> FsResult<Attr> {
         let rights = match self.access.cached(a.ino) {
             Some(r) => r,
-            None => self.access.rights(&self.meta.lock().read(), a.ino)?,
+            None => self.access.rights(&*self.meta.lock().read(), a.ino)?,
         };
         let m = rights.mode_bits() as u16;
         let mut a = self.overlay(a);
@@ -522,11 +522,11 @@ impl TenantFs {
             let tx = meta.read();
             // Before the name is looked at: a subject that may not traverse learns nothing
             // about which names exist.
-            self.need(&tx, parent, Rights::X, "lookup", Some(name))?;
+            self.need(&*tx, parent, Rights::X, "lookup", Some(name))?;
             match tx.lookup_attr(parent, name)? {
                 Some(a) => a,
                 None => {
-                    require_dir(&tx, parent)?;
+                    require_dir(&*tx, parent)?;
                     return Err(FsError::NotFound);
                 }
             }
@@ -630,7 +630,7 @@ impl TenantFs {
     /// has). Without one, the disk's free space beside this tenant's usage.
     pub fn statfs(&self) -> FsResult<StatFs> {
         self.live()?;
-        let levels = quota::applying(&self.meta.lock().read(), self.root)?;
+        let levels = quota::applying(&*self.meta.lock().read(), self.root)?;
         let tenant = levels[0];
         let space = self.objects.space()?;
         // Free is what the tenant may still take: the disk's room above the reserve.

@@ -599,7 +599,7 @@ fn acl_rules_hold_in_the_core() {
     let sub = bot.mkdir(&CTX, sales, b"sub", 0o755, 0).unwrap().ino;
     let inner = file(&bot, sub, "inner", b"x");
     grant(&f, sub, "agent:bot:---");
-    assert!(bot.access.refresh(&bot.meta.lock().read()).unwrap());
+    assert!(bot.access.refresh(&*bot.meta.lock().read()).unwrap());
     assert_eq!(
         read_all(&bot, inner),
         b"x",
@@ -631,7 +631,7 @@ fn acl_rules_hold_in_the_core() {
         })
         .unwrap();
     }
-    assert!(carol.access.refresh(&carol.meta.lock().read()).unwrap());
+    assert!(carol.access.refresh(&*carol.meta.lock().read()).unwrap());
     denied(carol.read(fh, 0, 100));
     carol.release(fh).unwrap();
 }
@@ -1066,12 +1066,12 @@ fn cache_sizes_are_what_the_mount_asks_for() {
     );
 
     // A rights cache of 2 entries remembers the last two inodes asked about.
-    let access = Access::sized("user:alice", false, &meta.read(), 2).unwrap();
+    let access = Access::sized("user:alice", false, &*meta.read(), 2).unwrap();
     let a = file_in_root(&f, "a");
     let b = file_in_root(&f, "b");
     let c = file_in_root(&f, "c");
     for ino in [a, b, c] {
-        access.rights(&meta.read(), ino).unwrap();
+        access.rights(&*meta.read(), ino).unwrap();
     }
     assert_eq!(access.cached(a), None);
     assert!(access.cached(b).is_some() && access.cached(c).is_some());

@@ -50,7 +50,7 @@ impl TenantFs {
         *self.limits.lock() = tx.limits()?;
         self.dir_quotas
             .store(tx.has_dir_quotas()?, Ordering::Relaxed);
-        Ok(self.access.refresh(&tx)?)
+        Ok(self.access.refresh(&*tx)?)
     }
 
     /// Quota xattrs are for admin keys alone; anyone else is refused the same way whether
@@ -66,7 +66,7 @@ impl TenantFs {
         let meta = self.meta.lock();
         let tx = meta.read();
         require_ino(tx.inode(ino)?)?;
-        self.need_admin(&tx, ino, "getxattr")?;
+        self.need_admin(&*tx, ino, "getxattr")?;
         match tx.dir_quota(ino)?.map(|q| limit.get(&q)) {
             Some(v) if v > 0 => Ok(v.to_string().into_bytes()),
             _ => Err(FsError::NoXattr),
@@ -162,13 +162,13 @@ impl TenantFs {
             let meta = self.meta.lock();
             let tx = meta.read();
             require_ino(tx.inode(ino)?)?;
-            return Ok(self.access.rights(&tx, ino)?.to_string().into_bytes());
+            return Ok(self.access.rights(&*tx, ino)?.to_string().into_bytes());
         }
         if name == ACL_XATTR {
             let meta = self.meta.lock();
             let tx = meta.read();
             require_ino(tx.inode(ino)?)?;
-            self.need_owner(&tx, ino, "getxattr")?;
+            self.need_owner(&*tx, ino, "getxattr")?;
             return Ok(crate::admin::format_entries(&tx.acl(ino)?).into_bytes());
         }
         if let Some(limit) = QuotaLimit::of(name) {
@@ -182,7 +182,7 @@ impl TenantFs {
         }
         let meta = self.meta.lock();
         let tx = meta.read();
-        self.need(&tx, ino, Rights::R, "getxattr", None)?;
+        self.need(&*tx, ino, Rights::R, "getxattr", None)?;
         match tx.xattr(ino, name)? {
             Some(v) => Ok(v),
             None => {
@@ -198,7 +198,7 @@ impl TenantFs {
         let meta = self.meta.lock();
         let tx = meta.read();
         require_ino(tx.inode(ino)?)?;
-        self.need(&tx, ino, Rights::R, "listxattr", None)?;
+        self.need(&*tx, ino, Rights::R, "listxattr", None)?;
         let mut out = Vec::new();
         for n in tx.xattr_names(ino)? {
             out.extend_from_slice(&n);

@@ -3,14 +3,17 @@
 //!
 //! The core reaches it through the types here, which name no database engine: errors are
 //! [`MetaError`], and each engine's module turns its own errors into it. SQLite
-//! ([`sqlite`]) is the embedded engine.
+//! (the `sqlite` module) is the embedded engine.
 
 mod sqlite;
 
-pub use sqlite::{DB_CACHE, DB_MAP, Meta, PAGE_SIZE, Read, Tx};
+pub use sqlite::{DB_CACHE, DB_MAP, Meta, PAGE_SIZE, Read};
 
+use std::collections::HashMap;
+
+use crate::policy::{Entry, Groups, Rights};
 use crate::time::Nanos;
-use crate::types::{Ino, Kind};
+use crate::types::{Attr, DirEntry, Extent, Ino, Kind};
 
 /// What can go wrong in a metadata store, in the terms the core acts on.
 #[derive(Debug, thiserror::Error)]
@@ -92,3 +95,262 @@ pub struct NewInode<'a> {
     /// row, so creating and deleting a file touch one b-tree less.
     pub owner: Option<&'a str>,
 }
+
+/// The statements of one tenant's metadata store, inside a transaction or outside one:
+/// the primitives each engine implements. What is built from them (quotas, access checks,
+/// recovery, fsck) is written once, above, against this trait.
+pub trait MetaTx {
+    /// A pragma's value on this connection, for tests of its settings.
+    #[cfg(test)]
+    fn pragma(&self, name: &str) -> MetaResult<i64>;
+
+    fn inode(&self, ino: Ino) -> MetaResult<Option<Attr>>;
+
+    /// The inode a name in `parent` refers to, with its kind.
+    fn lookup(&self, parent: Ino, name: &[u8]) -> MetaResult<Option<(Ino, Kind)>>;
+
+    /// Lookup and attributes. Two indexed point queries measure about three times faster
+    /// than the equivalent join in SQLite here (6 µs against 18 µs).
+    fn lookup_attr(&self, parent: Ino, name: &[u8]) -> MetaResult<Option<Attr>>;
+
+    fn insert_inode(&self, n: &NewInode<'_>) -> MetaResult<Ino>;
+
+    /// Writes the attributes setattr changes (mode, owner, times) of an existing inode. Size
+    /// and link count have their own statements, which keep usage and quotas in step.
+    fn update_inode(&self, a: &Attr) -> MetaResult<()>;
+
+    /// Sets mtime and ctime: what a directory gets when its entries change.
+    fn touch(&self, ino: Ino, now: Nanos) -> MetaResult<()>;
+
+    fn set_ctime(&self, ino: Ino, now: Nanos) -> MetaResult<()>;
+
+    fn add_nlink(&self, ino: Ino, delta: i64) -> MetaResult<()>;
+
+    fn set_parent(&self, ino: Ino, parent: Ino) -> MetaResult<()>;
+
+    /// The parent of a directory (directories have exactly one entry naming them).
+    fn dir_parent(&self, ino: Ino) -> MetaResult<Option<Ino>>;
+
+    /// Records a file's content as it now is; false for a ghost (see `fs::ghosts`), whose
+    /// row no longer changes.
+    fn set_size(&self, ino: Ino, extent: Extent, mtime: Nanos, ctime: Nanos) -> MetaResult<bool>;
+
+    fn symlink_target(&self, ino: Ino) -> MetaResult<Option<Vec<u8>>>;
+
+    /// An inode's path from the tenant root, for audit lines and listings; best effort.
+    fn path_of(&self, ino: Ino) -> String;
+
+    /// A name of `ino` in `parent`, for audit paths (scans the directory; not a hot path).
+    fn name_in(&self, parent: Ino, ino: Ino) -> MetaResult<Option<Vec<u8>>>;
+
+    fn insert_entry(&self, parent: Ino, name: &[u8], ino: Ino, kind: Kind) -> MetaResult<()>;
+
+    fn delete_entry(&self, parent: Ino, name: &[u8]) -> MetaResult<()>;
+
+    /// Points an existing name at another inode (RENAME_EXCHANGE).
+    fn repoint_entry(&self, parent: Ino, name: &[u8], ino: Ino, kind: Kind) -> MetaResult<()>;
+
+    fn move_entry(
+        &self,
+        parent: Ino,
+        name: &[u8],
+        new_parent: Ino,
+        new_name: &[u8],
+    ) -> MetaResult<()>;
+
+    fn has_entries(&self, dir: Ino) -> MetaResult<bool>;
+
+    /// Every entry of `dir`, in name order (readdir serves a snapshot of this). Sorted here,
+    /// as in [`MetaTx::acl`]: with `ORDER BY` the statement was recompiled at every use. Rows
+    /// come in key order, so the sort only checks it.
+    fn list(&self, dir: Ino) -> MetaResult<Vec<DirEntry>>;
+
+    /// Deletes an inode row with everything keyed by it, and queues its object for deletion.
+    /// Usage is [`crate::quota::delete_inode`]'s to settle.
+    fn delete_inode(&self, ino: Ino) -> MetaResult<()>;
+
+    /// Moves an access time forward (never back: a later utimensat or access may have set
+    /// a newer one).
+    fn set_atime_if_older(&self, ino: Ino, atime: Nanos) -> MetaResult<()>;
+
+    /// Records that an object is to be deleted (its inode is gone).
+    fn mark_gc(&self, ino: Ino) -> MetaResult<()>;
+
+    fn clear_held(&self, ino: Ino) -> MetaResult<()>;
+
+    fn add_usage(&self, bytes: i64, inodes: i64) -> MetaResult<()>;
+
+    /// The tenant's limits (its root's quota): (max bytes, max inodes), 0 for unlimited.
+    fn limits(&self) -> MetaResult<(u64, u64)>;
+
+    fn set_limits(&self, max_bytes: Option<u64>, max_inodes: Option<u64>) -> MetaResult<()>;
+
+    /// The tenant's rate limits: (ops per second, bytes per second), 0 for unlimited.
+    /// Whether the tenant lets read-only opens read objects straight through the kernel.
+    fn passthrough_reads(&self) -> MetaResult<bool>;
+
+    fn set_passthrough_reads(&self, on: bool) -> MetaResult<()>;
+
+    fn rates(&self) -> MetaResult<(u64, u64)>;
+
+    fn set_rates(&self, ops: Option<u64>, bytes: Option<u64>) -> MetaResult<()>;
+
+    /// Adds metered activity to an hour's row.
+    fn add_metering(&self, hour: i64, ops: u64, read: u64, written: u64) -> MetaResult<()>;
+
+    /// Metered hours from `since` (Unix seconds) on, oldest first: (hour, ops, read, written).
+    fn metering(&self, since: i64) -> MetaResult<Vec<(i64, u64, u64, u64)>>;
+
+    /// Bytes reserved by open files across all mounts.
+    fn reserved(&self) -> MetaResult<u64>;
+
+    /// Adds to the tenant's reserved bytes (negative to give back).
+    fn add_reserved(&self, bytes: i64) -> MetaResult<()>;
+
+    /// Bytes one session holds reserved for one file.
+    fn held(&self, ino: Ino, session: &str) -> MetaResult<u64>;
+
+    /// Sets what one session holds for one file (0 deletes the row).
+    fn set_held(&self, ino: Ino, session: &str, bytes: u64) -> MetaResult<()>;
+
+    /// Bytes every session together holds for one file.
+    fn held_total(&self, ino: Ino) -> MetaResult<u64>;
+
+    /// (file, bytes) of everything one session holds.
+    fn held_by(&self, session: &str) -> MetaResult<Vec<(Ino, u64)>>;
+
+    /// (session, bytes) of everything held for one file.
+    fn held_for(&self, ino: Ino) -> MetaResult<Vec<(String, u64)>>;
+
+    /// Bytes held per file, for every file anything is held for.
+    fn all_held(&self) -> MetaResult<HashMap<Ino, u64>>;
+
+    /// Sessions holding reservations.
+    fn reserving_sessions(&self) -> MetaResult<Vec<String>>;
+
+    /// Kind, link count and recorded parent of an inode.
+    fn placement(&self, ino: Ino) -> MetaResult<Option<(Kind, u32, Ino)>>;
+
+    // ---- directory quotas and the links they follow ---------------------------------------
+    fn has_dir_quotas(&self) -> MetaResult<bool>;
+
+    /// The directories that carry a quota.
+    fn dir_quota_inos(&self) -> MetaResult<Vec<Ino>>;
+
+    fn dir_quota(&self, ino: Ino) -> MetaResult<Option<DirQuota>>;
+
+    fn all_dir_quotas(&self) -> MetaResult<Vec<DirQuota>>;
+
+    /// Sets a directory's limits, making its row (with zero usage) if it has none.
+    fn put_dir_quota(&self, ino: Ino, max_bytes: u64, max_inodes: u64) -> MetaResult<()>;
+
+    fn set_dir_usage(&self, ino: Ino, bytes: u64, inodes: u64, reserved: u64) -> MetaResult<()>;
+
+    fn add_dir_usage(&self, ino: Ino, bytes: i64, inodes: i64, reserved: i64) -> MetaResult<()>;
+
+    fn remove_dir_quota(&self, ino: Ino) -> MetaResult<bool>;
+
+    /// The directories holding names of a file with more than one link; empty otherwise.
+    fn link_parents(&self, ino: Ino) -> MetaResult<Vec<(Ino, u32)>>;
+
+    /// Adds `delta` names of `ino` in `parent`, dropping the row at zero.
+    fn add_link(&self, ino: Ino, parent: Ino, delta: i64) -> MetaResult<()>;
+
+    fn clear_links(&self, ino: Ino) -> MetaResult<()>;
+
+    /// Every `links` row as (ino, parent, n), for checks.
+    fn all_links(&self) -> MetaResult<Vec<(Ino, Ino, u32)>>;
+
+    /// Every inode with a name in `dir`'s subtree, each once, with `dir` itself first:
+    /// (ino, kind, nlink, size).
+    fn subtree(&self, dir: Ino) -> MetaResult<Vec<(Ino, Kind, u32, u64)>>;
+
+    /// (bytes, inodes) in use.
+    fn usage(&self) -> MetaResult<(u64, u64)>;
+
+    fn xattr(&self, ino: Ino, name: &[u8]) -> MetaResult<Option<Vec<u8>>>;
+
+    fn set_xattr(&self, ino: Ino, name: &[u8], value: &[u8]) -> MetaResult<()>;
+
+    /// Returns whether the attribute existed.
+    fn remove_xattr(&self, ino: Ino, name: &[u8]) -> MetaResult<bool>;
+
+    /// Names of `ino`'s extended attributes, sorted (here, as in [`MetaTx::list`]).
+    fn xattr_names(&self, ino: Ino) -> MetaResult<Vec<Vec<u8>>>;
+
+    fn mark_writer(&self, ino: Ino, session: &str) -> MetaResult<()>;
+
+    /// Marks an orphan whose usage is already given back (see the `ghosts` table).
+    fn add_ghost(&self, ino: Ino) -> MetaResult<()>;
+
+    fn is_ghost(&self, ino: Ino) -> MetaResult<bool>;
+
+    fn all_ghosts(&self) -> MetaResult<Vec<Ino>>;
+
+    fn add_orphan(&self, ino: Ino, session: &str) -> MetaResult<()>;
+
+    /// Sessions that left writers or orphans behind.
+    fn sessions_with_state(&self) -> MetaResult<Vec<String>>;
+
+    fn writers_of(&self, session: &str) -> MetaResult<Vec<Ino>>;
+
+    fn orphans_of(&self, session: &str) -> MetaResult<Vec<Ino>>;
+
+    /// Drops a session's rows; what it held reserved must have been given back first.
+    fn forget_session(&self, session: &str) -> MetaResult<()>;
+
+    /// Every inode with its recorded parent (meaningful for directories), for checks.
+    fn all_inodes(&self) -> MetaResult<Vec<(Attr, Ino)>>;
+
+    /// Every entry, for checks.
+    fn all_entries(&self) -> MetaResult<Vec<RawEntry>>;
+
+    /// (ino, session) of every `writers` or `orphans` row.
+    fn all_session_rows(&self, table: SessionTable) -> MetaResult<Vec<(Ino, String)>>;
+
+    fn set_entry_kind(&self, parent: Ino, name: &[u8], kind: Kind) -> MetaResult<()>;
+
+    fn set_nlink(&self, ino: Ino, nlink: u32) -> MetaResult<()>;
+
+    /// (bytes, inodes) as the inodes add up: file sizes and symlink targets, every inode
+    /// but ghosts.
+    fn computed_usage(&self) -> MetaResult<(u64, u64)>;
+
+    fn set_usage(&self, bytes: u64, inodes: u64) -> MetaResult<()>;
+
+    /// ACL entries on one inode: the explicit ones, and its owner as an `owner` entry.
+    fn acl(&self, ino: Ino) -> MetaResult<Vec<Entry>>;
+
+    /// Sets a subject's entry. For the inode's owner it replaces the ownership: one subject
+    /// has one entry per inode.
+    fn set_acl(&self, ino: Ino, subject: &str, rights: Rights) -> MetaResult<()>;
+
+    /// Removes a subject's entry, its ownership included.
+    fn remove_acl(&self, ino: Ino, subject: &str) -> MetaResult<bool>;
+
+    /// Every subject named in any entry or owning any inode, for listings of effective rights.
+    fn acl_subjects(&self) -> MetaResult<Vec<String>>;
+
+    fn groups(&self) -> MetaResult<Groups>;
+
+    fn add_member(&self, group: &str, member: &str) -> MetaResult<()>;
+
+    fn remove_member(&self, group: &str, member: &str) -> MetaResult<bool>;
+
+    /// Counts changes to ACL entries and groups, so live mounts can tell their cache is stale.
+    fn policy_version(&self) -> MetaResult<i64>;
+
+    /// Counts moves across directories, which change what the moved inodes inherit.
+    fn tree_version(&self) -> MetaResult<i64>;
+
+    fn bump_tree(&self) -> MetaResult<()>;
+
+    fn bump_policy(&self) -> MetaResult<()>;
+
+    fn gc_pending(&self) -> MetaResult<Vec<Ino>>;
+
+    fn gc_done(&self, ino: Ino) -> MetaResult<()>;
+}
+
+/// A transaction as the core sees it: any engine's.
+pub type Tx<'a> = dyn MetaTx + 'a;
