@@ -7,9 +7,10 @@
 
 mod sqlite;
 
-pub use sqlite::{DB_CACHE, DB_MAP, Meta, PAGE_SIZE, Read};
+pub use sqlite::{DB_CACHE, DB_MAP, PAGE_SIZE};
 
 use std::collections::HashMap;
+use std::path::Path;
 
 use crate::policy::{Entry, Groups, Rights};
 use crate::time::Nanos;
@@ -27,6 +28,10 @@ pub enum MetaError {
     /// The store was made by a build with another schema.
     #[error("{0}")]
     Schema(String),
+    /// The operation given to a transaction failed, so it rolled back; [`Meta::write`]
+    /// returns the operation's own error instead.
+    #[error("the operation failed and was rolled back")]
+    Aborted,
     /// Anything else the engine reports.
     #[error("{0}")]
     Engine(Box<dyn std::error::Error + Send + Sync>),
@@ -354,3 +359,174 @@ pub trait MetaTx {
 
 /// A transaction as the core sees it: any engine's.
 pub type Tx<'a> = dyn MetaTx + 'a;
+
+/// One tenant's metadata store, as an engine provides it: transactions and durability. The
+/// core holds it as a [`Meta`].
+pub trait MetaStore: Send {
+    /// Runs `op` in one write transaction: all of it commits or none of it does. An error
+    /// from `op` rolls back and is returned.
+    fn write_op(&mut self, op: &mut dyn FnMut(&Tx<'_>) -> MetaResult<()>) -> MetaResult<()>;
+    /// Runs `op` in one read transaction that sees one committed state throughout.
+    fn snapshot_op(&mut self, op: &mut dyn FnMut(&Tx<'_>) -> MetaResult<()>) -> MetaResult<()>;
+    /// Begins a read transaction unless one is open already; whether it began one.
+    fn begin_read(&self) -> bool;
+    /// Ends the read transaction [`MetaStore::begin_read`] began.
+    fn end_read(&self);
+    /// The statements, in whatever transaction is open.
+    fn tx(&self) -> &Tx<'_>;
+    /// Makes committed transactions durable.
+    fn sync(&self) -> std::io::Result<()>;
+}
+
+/// A tenant's metadata store, whichever engine holds it.
+pub struct Meta(Box<dyn MetaStore>);
+
+impl Meta {
+    /// Creates a tenant database in the embedded engine (SQLite) with its root directory.
+    /// Unless `private`, the root carries `group:everyone:editor`, so a tenant works as a
+    /// shared drive out of the box.
+    pub fn create(
+        path: &Path,
+        root_uid: u32,
+        root_gid: u32,
+        now: Nanos,
+        private: bool,
+    ) -> MetaResult<()> {
+        sqlite::SqliteMeta::create(path, root_uid, root_gid, now, private)
+    }
+
+    /// Opens a tenant database of the embedded engine.
+    pub fn open(path: &Path) -> MetaResult<Meta> {
+        Ok(Meta(Box::new(sqlite::SqliteMeta::open(path)?)))
+    }
+
+    /// [`Meta::open`] with a page cache of `cache` bytes and `map` bytes of the file
+    /// memory-mapped (0 maps nothing).
+    pub fn open_sized(path: &Path, cache: u64, map: u64) -> MetaResult<Meta> {
+        Ok(Meta(Box::new(sqlite::SqliteMeta::open_sized(
+            path, cache, map,
+        )?)))
+    }
+
+    /// Runs `f` as one transaction: all of it commits or none of it does.
+    pub fn write<T, E: From<MetaError>>(
+        &mut self,
+        f: impl FnOnce(&Tx<'_>) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let mut f = Some(f);
+        let mut out = None;
+        let done = self.0.write_op(&mut |tx| {
+            let f = f.take().expect("an engine runs an operation once");
+            match f(tx) {
+                Ok(v) => {
+                    out = Some(Ok(v));
+                    Ok(())
+                }
+                Err(e) => {
+                    out = Some(Err(e));
+                    Err(MetaError::Aborted)
+                }
+            }
+        });
+        match (done, out) {
+            (_, Some(Err(e))) => Err(e),
+            (Ok(()), Some(Ok(v))) => Ok(v),
+            (Err(e), _) => Err(e.into()),
+            (Ok(()), None) => unreachable!("an engine that commits has run the operation"),
+        }
+    }
+
+    /// Several reads that see one committed state, as a checker needs.
+    pub fn snapshot<T>(&mut self, f: impl FnOnce(&Tx<'_>) -> MetaResult<T>) -> MetaResult<T> {
+        let mut f = Some(f);
+        let mut out = None;
+        self.0.snapshot_op(&mut |tx| {
+            let f = f.take().expect("an engine runs an operation once");
+            out = Some(f(tx)?);
+            Ok(())
+        })?;
+        Ok(out.expect("a snapshot that ended well ran its reads"))
+    }
+
+    /// Reads in one read transaction, which ends when the guard is dropped. They see one
+    /// committed state and take the engine's locks once. Inside a transaction already open
+    /// on this connection, the guard just joins it.
+    pub fn read(&self) -> Read<'_> {
+        let open = self.0.begin_read();
+        Read {
+            store: self.0.as_ref(),
+            open,
+        }
+    }
+
+    /// Makes committed transactions durable.
+    pub fn sync(&self) -> std::io::Result<()> {
+        self.0.sync()
+    }
+}
+
+/// A read transaction; see [`Meta::read`].
+pub struct Read<'a> {
+    store: &'a dyn MetaStore,
+    open: bool,
+}
+
+impl<'a> std::ops::Deref for Read<'a> {
+    type Target = Tx<'a>;
+
+    fn deref(&self) -> &Tx<'a> {
+        self.store.tx()
+    }
+}
+
+impl Drop for Read<'_> {
+    fn drop(&mut self) {
+        if self.open {
+            self.store.end_read();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fs::FsError;
+    use crate::types::ROOT_INO;
+
+    fn fresh() -> (tempfile::TempDir, Meta) {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("meta.db");
+        Meta::create(&db, 0, 0, 5, false).unwrap();
+        let meta = Meta::open(&db).unwrap();
+        (dir, meta)
+    }
+
+    #[test]
+    fn a_failed_operation_rolls_back_and_returns_its_own_error() {
+        let (_dir, mut meta) = fresh();
+        let out = meta.write(|tx| {
+            tx.set_ctime(ROOT_INO, 99)?;
+            Err::<(), _>(FsError::Quota)
+        });
+        assert!(matches!(out, Err(FsError::Quota)));
+        assert_eq!(meta.read().inode(ROOT_INO).unwrap().unwrap().ctime, 5);
+        // The connection is idle again: the next transaction commits.
+        meta.write(|tx| tx.set_ctime(ROOT_INO, 7)).unwrap();
+        let seen = meta.snapshot(|tx| Ok(tx.inode(ROOT_INO)?.unwrap().ctime));
+        assert_eq!(seen.unwrap(), 7);
+    }
+
+    #[test]
+    fn a_read_guard_joins_an_open_read_and_ends_its_own() {
+        let (_dir, mut meta) = fresh();
+        {
+            let outer = meta.read();
+            let inner = meta.read();
+            assert!(inner.inode(ROOT_INO).unwrap().is_some());
+            drop(inner);
+            assert!(outer.inode(ROOT_INO).unwrap().is_some());
+        }
+        // Both ended: a write can begin.
+        meta.write(|tx| tx.set_ctime(ROOT_INO, 8)).unwrap();
+    }
+}

@@ -19,7 +19,11 @@ use rusqlite::{
     CachedStatement, Connection, OpenFlags, OptionalExtension, Row, StatementStatus, params,
 };
 
-use super::{DirQuota, MetaError, MetaResult, MetaTx, NewInode, RawEntry, SessionTable, Tx};
+use ref_cast::RefCast;
+
+use super::{
+    DirQuota, MetaError, MetaResult, MetaStore, MetaTx, NewInode, RawEntry, SessionTable, Tx,
+};
 use crate::policy::{Entry, Groups, Rights};
 use crate::time::Nanos;
 use crate::types::{Attr, DirEntry, Extent, Ino, Kind, ROOT_INO};
@@ -149,7 +153,7 @@ macro_rules! inode_cols {
 }
 
 /// A connection to one tenant's `meta.db`.
-pub struct Meta {
+pub struct SqliteMeta {
     conn: Connection,
     /// The write-ahead log, kept open so fsync can make committed metadata durable.
     wal: Option<File>,
@@ -186,7 +190,7 @@ impl From<rusqlite::Error> for MetaError {
     }
 }
 
-impl Meta {
+impl SqliteMeta {
     /// Creates a new tenant database with its root directory. Unless `private`, the root
     /// carries `group:everyone:editor`, so a tenant works as a shared drive out of the box.
     pub fn create(
@@ -221,13 +225,13 @@ impl Meta {
         Ok(tx.commit()?)
     }
 
-    pub fn open(path: &Path) -> MetaResult<Meta> {
-        Meta::open_sized(path, DB_CACHE, DB_MAP)
+    pub fn open(path: &Path) -> MetaResult<SqliteMeta> {
+        SqliteMeta::open_sized(path, DB_CACHE, DB_MAP)
     }
 
     /// Opens with a page cache of `cache` bytes and `map` bytes of the file memory-mapped
     /// (0 maps nothing). They are set before the first read, which is when SQLite maps.
-    pub fn open_sized(path: &Path, cache: u64, map: u64) -> MetaResult<Meta> {
+    pub fn open_sized(path: &Path, cache: u64, map: u64) -> MetaResult<SqliteMeta> {
         let conn = Connection::open_with_flags(
             path,
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -256,49 +260,51 @@ impl Meta {
         let mut wal_path = path.as_os_str().to_owned();
         wal_path.push("-wal");
         let wal = File::options().append(true).open(wal_path).ok();
-        Ok(Meta { conn, wal })
+        Ok(SqliteMeta { conn, wal })
     }
+}
 
-    /// Runs `f` in one `BEGIN IMMEDIATE` transaction: all of it commits or none of it does.
-    ///
-    /// BEGIN and COMMIT run as cached statements: rusqlite's `Transaction` parses both anew
-    /// each time, which showed in the profile of every change.
-    pub fn write<T, E: From<MetaError>>(
-        &mut self,
-        f: impl FnOnce(&Tx<'_>) -> Result<T, E>,
-    ) -> Result<T, E> {
+impl MetaStore for SqliteMeta {
+    /// One `BEGIN IMMEDIATE` transaction. BEGIN and COMMIT run as cached statements:
+    /// rusqlite's `Transaction` parses both anew each time, which showed in the profile of
+    /// every change.
+    fn write_op(&mut self, op: &mut dyn FnMut(&Tx<'_>) -> MetaResult<()>) -> MetaResult<()> {
         run(&self.conn, "BEGIN IMMEDIATE")?;
         let open = Open(&self.conn);
-        let out = f(&SqliteTx { conn: &self.conn })?;
+        op(SqliteTx::ref_cast(&self.conn))?;
         run(&self.conn, "COMMIT")?;
         std::mem::forget(open);
-        Ok(out)
+        Ok(())
     }
 
-    /// Several reads that see one committed state, as a checker needs.
-    pub fn snapshot<T>(&mut self, f: impl FnOnce(&Tx<'_>) -> MetaResult<T>) -> MetaResult<T> {
+    fn snapshot_op(&mut self, op: &mut dyn FnMut(&Tx<'_>) -> MetaResult<()>) -> MetaResult<()> {
         let tx =
             rusqlite::Transaction::new(&mut self.conn, rusqlite::TransactionBehavior::Deferred)?;
-        let out = f(&SqliteTx { conn: &tx })?;
+        op(SqliteTx::ref_cast(&tx))?;
         tx.commit()?;
-        Ok(out)
+        Ok(())
     }
 
-    /// Reads in one read transaction, which ends when the guard is dropped. They see one
-    /// committed state, and take the file locks once: in WAL mode every transaction costs
-    /// several `fcntl` calls, which were a fifth of the daemon's time in `ls -l` when each
-    /// statement ran in a transaction of its own. Inside a transaction already open on
-    /// this connection, the guard just joins it.
-    pub fn read(&self) -> Read<'_> {
-        let open = self.conn.is_autocommit() && run(&self.conn, "BEGIN").is_ok();
-        Read {
-            tx: SqliteTx { conn: &self.conn },
-            open,
+    /// In WAL mode every transaction costs several `fcntl` calls, which were a fifth of the
+    /// daemon's time in `ls -l` when each statement ran in a transaction of its own.
+    fn begin_read(&self) -> bool {
+        self.conn.is_autocommit() && run(&self.conn, "BEGIN").is_ok()
+    }
+
+    fn end_read(&self) {
+        // A read transaction cannot fail to end; if it ever did, ROLLBACK still ends it,
+        // so the next write's BEGIN finds the connection idle.
+        if run(&self.conn, "COMMIT").is_err() {
+            let _ = run(&self.conn, "ROLLBACK");
         }
     }
 
+    fn tx(&self) -> &Tx<'_> {
+        SqliteTx::ref_cast(&self.conn)
+    }
+
     /// Makes committed transactions durable (fsync of the write-ahead log).
-    pub fn sync(&self) -> std::io::Result<()> {
+    fn sync(&self) -> std::io::Result<()> {
         match &self.wal {
             Some(wal) => wal.sync_data(),
             None => Ok(()),
@@ -360,33 +366,12 @@ pub const DB_MAP: u64 = 256 << 20;
 /// bytes spill to an overflow page. Stores made before keep their page size.
 pub const PAGE_SIZE: i64 = 1024;
 
-/// Statements over one connection, inside or outside a transaction.
-pub struct SqliteTx<'a> {
-    conn: &'a Connection,
-}
-
-/// A read transaction; see [`Meta::read`].
-pub struct Read<'a> {
-    tx: SqliteTx<'a>,
-    open: bool,
-}
-
-impl<'a> std::ops::Deref for Read<'a> {
-    type Target = Tx<'a>;
-
-    fn deref(&self) -> &Tx<'a> {
-        &self.tx
-    }
-}
-
-impl Drop for Read<'_> {
-    fn drop(&mut self) {
-        // A read transaction cannot fail to end; if it ever did, ROLLBACK still ends it,
-        // so the next write's BEGIN finds the connection idle.
-        if self.open && run(self.tx.conn, "COMMIT").is_err() {
-            let _ = run(self.tx.conn, "ROLLBACK");
-        }
-    }
+/// Statements over one connection, inside or outside a transaction: the connection seen
+/// as a [`MetaTx`] (a cast of the reference, so a read costs no allocation).
+#[derive(RefCast)]
+#[repr(transparent)]
+pub struct SqliteTx {
+    conn: Connection,
 }
 
 /// A write transaction in progress: dropped before its COMMIT (an error, a panic), it rolls
@@ -440,7 +425,7 @@ fn attr_from_row(r: &Row<'_>) -> rusqlite::Result<Attr> {
     })
 }
 
-impl MetaTx for SqliteTx<'_> {
+impl MetaTx for SqliteTx {
     #[cfg(test)]
     fn pragma(&self, name: &str) -> MetaResult<i64> {
         Ok(self
@@ -450,7 +435,7 @@ impl MetaTx for SqliteTx<'_> {
 
     fn inode(&self, ino: Ino) -> MetaResult<Option<Attr>> {
         Ok(cached(
-            self.conn,
+            &self.conn,
             concat!("SELECT ", inode_cols!(), " FROM inodes WHERE ino = ?1"),
         )?
         .query_row([ino], attr_from_row)
@@ -459,7 +444,7 @@ impl MetaTx for SqliteTx<'_> {
 
     fn lookup(&self, parent: Ino, name: &[u8]) -> MetaResult<Option<(Ino, Kind)>> {
         Ok(cached(
-            self.conn,
+            &self.conn,
             "SELECT ino, kind FROM entries WHERE parent = ?1 AND name = ?2",
         )?
         .query_row(params![parent, name], |r| {
@@ -483,7 +468,7 @@ impl MetaTx for SqliteTx<'_> {
         let nlink = if n.kind == Kind::Dir { 2 } else { 1 };
         let size = n.target.map_or(0, |t| t.len() as i64);
         cached(
-            self.conn,
+            &self.conn,
             "INSERT INTO inodes(kind, perm, nlink, uid, gid, size, rdev, atime, mtime, ctime,
                                     crtime, parent, target, owner)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?8, ?8, ?9, ?10, ?11)",
@@ -506,7 +491,7 @@ impl MetaTx for SqliteTx<'_> {
 
     fn update_inode(&self, a: &Attr) -> MetaResult<()> {
         cached(
-            self.conn,
+            &self.conn,
             "UPDATE inodes SET perm = ?2, uid = ?3, gid = ?4, atime = ?5, mtime = ?6, ctime = ?7
              WHERE ino = ?1",
         )?
@@ -518,7 +503,7 @@ impl MetaTx for SqliteTx<'_> {
 
     fn touch(&self, ino: Ino, now: Nanos) -> MetaResult<()> {
         cached(
-            self.conn,
+            &self.conn,
             "UPDATE inodes SET mtime = ?2, ctime = ?2 WHERE ino = ?1",
         )?
         .execute(params![ino, now])?;
@@ -526,14 +511,14 @@ impl MetaTx for SqliteTx<'_> {
     }
 
     fn set_ctime(&self, ino: Ino, now: Nanos) -> MetaResult<()> {
-        cached(self.conn, "UPDATE inodes SET ctime = ?2 WHERE ino = ?1")?
+        cached(&self.conn, "UPDATE inodes SET ctime = ?2 WHERE ino = ?1")?
             .execute(params![ino, now])?;
         Ok(())
     }
 
     fn add_nlink(&self, ino: Ino, delta: i64) -> MetaResult<()> {
         cached(
-            self.conn,
+            &self.conn,
             "UPDATE inodes SET nlink = nlink + ?2 WHERE ino = ?1",
         )?
         .execute(params![ino, delta])?;
@@ -541,14 +526,14 @@ impl MetaTx for SqliteTx<'_> {
     }
 
     fn set_parent(&self, ino: Ino, parent: Ino) -> MetaResult<()> {
-        cached(self.conn, "UPDATE inodes SET parent = ?2 WHERE ino = ?1")?
+        cached(&self.conn, "UPDATE inodes SET parent = ?2 WHERE ino = ?1")?
             .execute(params![ino, parent])?;
         Ok(())
     }
 
     fn dir_parent(&self, ino: Ino) -> MetaResult<Option<Ino>> {
         Ok(
-            cached(self.conn, "SELECT parent FROM inodes WHERE ino = ?1")?
+            cached(&self.conn, "SELECT parent FROM inodes WHERE ino = ?1")?
                 .query_row([ino], |r| r.get(0))
                 .optional()?,
         )
@@ -556,7 +541,7 @@ impl MetaTx for SqliteTx<'_> {
 
     fn set_size(&self, ino: Ino, extent: Extent, mtime: Nanos, ctime: Nanos) -> MetaResult<bool> {
         Ok(cached(
-            self.conn,
+            &self.conn,
             "UPDATE inodes SET size = ?2, blocks = ?3, mtime = ?4, ctime = ?5
              WHERE ino = ?1 AND NOT EXISTS (SELECT 1 FROM ghosts WHERE ino = ?1)",
         )?
@@ -571,7 +556,7 @@ impl MetaTx for SqliteTx<'_> {
 
     fn symlink_target(&self, ino: Ino) -> MetaResult<Option<Vec<u8>>> {
         Ok(
-            cached(self.conn, "SELECT target FROM inodes WHERE ino = ?1")?
+            cached(&self.conn, "SELECT target FROM inodes WHERE ino = ?1")?
                 .query_row([ino], |r| r.get(0))
                 .optional()
                 .map(Option::flatten)?,
@@ -597,7 +582,7 @@ impl MetaTx for SqliteTx<'_> {
 
     fn name_in(&self, parent: Ino, ino: Ino) -> MetaResult<Option<Vec<u8>>> {
         Ok(cached(
-            self.conn,
+            &self.conn,
             "SELECT name FROM entries WHERE parent = ?1 AND ino = ?2 LIMIT 1",
         )?
         .query_row(params![parent, ino], |r| r.get(0))
@@ -606,7 +591,7 @@ impl MetaTx for SqliteTx<'_> {
 
     fn insert_entry(&self, parent: Ino, name: &[u8], ino: Ino, kind: Kind) -> MetaResult<()> {
         cached(
-            self.conn,
+            &self.conn,
             "INSERT INTO entries(parent, name, ino, kind) VALUES (?1, ?2, ?3, ?4)",
         )?
         .execute(params![parent, name, ino, kind.code()])?;
@@ -615,7 +600,7 @@ impl MetaTx for SqliteTx<'_> {
 
     fn delete_entry(&self, parent: Ino, name: &[u8]) -> MetaResult<()> {
         cached(
-            self.conn,
+            &self.conn,
             "DELETE FROM entries WHERE parent = ?1 AND name = ?2",
         )?
         .execute(params![parent, name])?;
@@ -624,7 +609,7 @@ impl MetaTx for SqliteTx<'_> {
 
     fn repoint_entry(&self, parent: Ino, name: &[u8], ino: Ino, kind: Kind) -> MetaResult<()> {
         cached(
-            self.conn,
+            &self.conn,
             "UPDATE entries SET ino = ?3, kind = ?4 WHERE parent = ?1 AND name = ?2",
         )?
         .execute(params![parent, name, ino, kind.code()])?;
@@ -639,7 +624,7 @@ impl MetaTx for SqliteTx<'_> {
         new_name: &[u8],
     ) -> MetaResult<()> {
         cached(
-            self.conn,
+            &self.conn,
             "UPDATE entries SET parent = ?3, name = ?4 WHERE parent = ?1 AND name = ?2",
         )?
         .execute(params![parent, name, new_parent, new_name])?;
@@ -648,7 +633,7 @@ impl MetaTx for SqliteTx<'_> {
 
     fn has_entries(&self, dir: Ino) -> MetaResult<bool> {
         Ok(cached(
-            self.conn,
+            &self.conn,
             "SELECT EXISTS(SELECT 1 FROM entries WHERE parent = ?1)",
         )?
         .query_row([dir], |r| r.get(0))?)
@@ -656,7 +641,7 @@ impl MetaTx for SqliteTx<'_> {
 
     fn list(&self, dir: Ino) -> MetaResult<Vec<DirEntry>> {
         let mut entries = cached(
-            self.conn,
+            &self.conn,
             "SELECT name, ino, kind FROM entries WHERE parent = ?1",
         )?
         .query_map([dir], |r| {
@@ -687,14 +672,14 @@ impl MetaTx for SqliteTx<'_> {
             "DELETE FROM held WHERE ino = ?1",
             "DELETE FROM dir_quotas WHERE ino = ?1",
         ] {
-            cached(self.conn, sql)?.execute([ino])?;
+            cached(&self.conn, sql)?.execute([ino])?;
         }
         self.mark_gc(ino)
     }
 
     fn set_atime_if_older(&self, ino: Ino, atime: Nanos) -> MetaResult<()> {
         cached(
-            self.conn,
+            &self.conn,
             "UPDATE inodes SET atime = ?2 WHERE ino = ?1 AND atime < ?2",
         )?
         .execute(params![ino, atime])?;
@@ -702,12 +687,12 @@ impl MetaTx for SqliteTx<'_> {
     }
 
     fn mark_gc(&self, ino: Ino) -> MetaResult<()> {
-        cached(self.conn, "INSERT OR IGNORE INTO gc(ino) VALUES (?1)")?.execute([ino])?;
+        cached(&self.conn, "INSERT OR IGNORE INTO gc(ino) VALUES (?1)")?.execute([ino])?;
         Ok(())
     }
 
     fn clear_held(&self, ino: Ino) -> MetaResult<()> {
-        cached(self.conn, "DELETE FROM held WHERE ino = ?1")?.execute([ino])?;
+        cached(&self.conn, "DELETE FROM held WHERE ino = ?1")?.execute([ino])?;
         Ok(())
     }
 
@@ -716,7 +701,7 @@ impl MetaTx for SqliteTx<'_> {
             return Ok(());
         }
         cached(
-            self.conn,
+            &self.conn,
             "UPDATE usage SET bytes = bytes + ?1, inodes = inodes + ?2 WHERE id = 1",
         )?
         .execute(params![bytes, inodes])?;
@@ -737,7 +722,7 @@ impl MetaTx for SqliteTx<'_> {
 
     fn passthrough_reads(&self) -> MetaResult<bool> {
         Ok(cached(
-            self.conn,
+            &self.conn,
             "SELECT value FROM info WHERE key = 'passthrough_reads'",
         )?
         .query_row([], |r| r.get::<_, i64>(0))
@@ -769,7 +754,7 @@ impl MetaTx for SqliteTx<'_> {
 
     fn add_metering(&self, hour: i64, ops: u64, read: u64, written: u64) -> MetaResult<()> {
         cached(
-            self.conn,
+            &self.conn,
             "INSERT INTO metering(hour, ops, bytes_read, bytes_written) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT(hour) DO UPDATE SET ops = ops + excluded.ops,
                      bytes_read = bytes_read + excluded.bytes_read,
@@ -790,7 +775,7 @@ impl MetaTx for SqliteTx<'_> {
 
     fn reserved(&self) -> MetaResult<u64> {
         Ok(
-            cached(self.conn, "SELECT reserved FROM usage WHERE id = 1")?
+            cached(&self.conn, "SELECT reserved FROM usage WHERE id = 1")?
                 .query_row([], |r| Ok(r.get::<_, i64>(0)?.max(0) as u64))?,
         )
     }
@@ -800,7 +785,7 @@ impl MetaTx for SqliteTx<'_> {
             return Ok(());
         }
         cached(
-            self.conn,
+            &self.conn,
             "UPDATE usage SET reserved = MAX(0, reserved + ?1) WHERE id = 1",
         )?
         .execute([bytes])?;
@@ -809,7 +794,7 @@ impl MetaTx for SqliteTx<'_> {
 
     fn held(&self, ino: Ino, session: &str) -> MetaResult<u64> {
         Ok(cached(
-            self.conn,
+            &self.conn,
             "SELECT bytes FROM held WHERE ino = ?1 AND session = ?2",
         )?
         .query_row(params![ino, session], |r| r.get::<_, i64>(0))
@@ -821,13 +806,13 @@ impl MetaTx for SqliteTx<'_> {
     fn set_held(&self, ino: Ino, session: &str, bytes: u64) -> MetaResult<()> {
         if bytes == 0 {
             cached(
-                self.conn,
+                &self.conn,
                 "DELETE FROM held WHERE ino = ?1 AND session = ?2",
             )?
             .execute(params![ino, session])?;
         } else {
             cached(
-                self.conn,
+                &self.conn,
                 "INSERT OR REPLACE INTO held(ino, session, bytes) VALUES (?1, ?2, ?3)",
             )?
             .execute(params![ino, session, bytes as i64])?;
@@ -837,7 +822,7 @@ impl MetaTx for SqliteTx<'_> {
 
     fn held_total(&self, ino: Ino) -> MetaResult<u64> {
         Ok(cached(
-            self.conn,
+            &self.conn,
             "SELECT COALESCE(SUM(bytes), 0) FROM held WHERE ino = ?1",
         )?
         .query_row([ino], |r| Ok(r.get::<_, i64>(0)?.max(0) as u64))?)
@@ -855,7 +840,7 @@ impl MetaTx for SqliteTx<'_> {
 
     fn held_for(&self, ino: Ino) -> MetaResult<Vec<(String, u64)>> {
         Ok(
-            cached(self.conn, "SELECT session, bytes FROM held WHERE ino = ?1")?
+            cached(&self.conn, "SELECT session, bytes FROM held WHERE ino = ?1")?
                 .query_map([ino], |r| {
                     Ok((r.get(0)?, r.get::<_, i64>(1)?.max(0) as u64))
                 })?
@@ -881,7 +866,7 @@ impl MetaTx for SqliteTx<'_> {
 
     fn placement(&self, ino: Ino) -> MetaResult<Option<(Kind, u32, Ino)>> {
         Ok(cached(
-            self.conn,
+            &self.conn,
             "SELECT kind, nlink, parent FROM inodes WHERE ino = ?1",
         )?
         .query_row([ino], |r| {
@@ -899,20 +884,20 @@ impl MetaTx for SqliteTx<'_> {
 
     fn has_dir_quotas(&self) -> MetaResult<bool> {
         Ok(
-            cached(self.conn, "SELECT EXISTS(SELECT 1 FROM dir_quotas)")?
+            cached(&self.conn, "SELECT EXISTS(SELECT 1 FROM dir_quotas)")?
                 .query_row([], |r| r.get(0))?,
         )
     }
 
     fn dir_quota_inos(&self) -> MetaResult<Vec<Ino>> {
-        Ok(cached(self.conn, "SELECT ino FROM dir_quotas")?
+        Ok(cached(&self.conn, "SELECT ino FROM dir_quotas")?
             .query_map([], |r| r.get(0))?
             .collect::<rusqlite::Result<_>>()?)
     }
 
     fn dir_quota(&self, ino: Ino) -> MetaResult<Option<DirQuota>> {
         Ok(cached(
-            self.conn,
+            &self.conn,
             concat!(
                 "SELECT ",
                 dir_quota_cols!(),
@@ -937,7 +922,7 @@ impl MetaTx for SqliteTx<'_> {
 
     fn put_dir_quota(&self, ino: Ino, max_bytes: u64, max_inodes: u64) -> MetaResult<()> {
         cached(
-            self.conn,
+            &self.conn,
             "INSERT INTO dir_quotas(ino, max_bytes, max_inodes) VALUES (?1, ?2, ?3)
                  ON CONFLICT(ino) DO UPDATE SET max_bytes = excluded.max_bytes,
                      max_inodes = excluded.max_inodes",
@@ -948,7 +933,7 @@ impl MetaTx for SqliteTx<'_> {
 
     fn set_dir_usage(&self, ino: Ino, bytes: u64, inodes: u64, reserved: u64) -> MetaResult<()> {
         cached(
-            self.conn,
+            &self.conn,
             "UPDATE dir_quotas SET bytes = ?2, inodes = ?3, reserved = ?4 WHERE ino = ?1",
         )?
         .execute(params![ino, bytes as i64, inodes as i64, reserved as i64])?;
@@ -957,7 +942,7 @@ impl MetaTx for SqliteTx<'_> {
 
     fn add_dir_usage(&self, ino: Ino, bytes: i64, inodes: i64, reserved: i64) -> MetaResult<()> {
         cached(
-            self.conn,
+            &self.conn,
             "UPDATE dir_quotas SET bytes = MAX(0, bytes + ?2), inodes = MAX(0, inodes + ?3),
                      reserved = MAX(0, reserved + ?4) WHERE ino = ?1",
         )?
@@ -966,12 +951,12 @@ impl MetaTx for SqliteTx<'_> {
     }
 
     fn remove_dir_quota(&self, ino: Ino) -> MetaResult<bool> {
-        Ok(cached(self.conn, "DELETE FROM dir_quotas WHERE ino = ?1")?.execute([ino])? > 0)
+        Ok(cached(&self.conn, "DELETE FROM dir_quotas WHERE ino = ?1")?.execute([ino])? > 0)
     }
 
     fn link_parents(&self, ino: Ino) -> MetaResult<Vec<(Ino, u32)>> {
         Ok(
-            cached(self.conn, "SELECT parent, n FROM links WHERE ino = ?1")?
+            cached(&self.conn, "SELECT parent, n FROM links WHERE ino = ?1")?
                 .query_map([ino], |r| Ok((r.get(0)?, r.get(1)?)))?
                 .collect::<rusqlite::Result<_>>()?,
         )
@@ -979,13 +964,13 @@ impl MetaTx for SqliteTx<'_> {
 
     fn add_link(&self, ino: Ino, parent: Ino, delta: i64) -> MetaResult<()> {
         cached(
-            self.conn,
+            &self.conn,
             "INSERT INTO links(ino, parent, n) VALUES (?1, ?2, ?3)
                  ON CONFLICT(ino, parent) DO UPDATE SET n = n + excluded.n",
         )?
         .execute(params![ino, parent, delta])?;
         cached(
-            self.conn,
+            &self.conn,
             "DELETE FROM links WHERE ino = ?1 AND parent = ?2 AND n <= 0",
         )?
         .execute(params![ino, parent])?;
@@ -993,7 +978,7 @@ impl MetaTx for SqliteTx<'_> {
     }
 
     fn clear_links(&self, ino: Ino) -> MetaResult<()> {
-        cached(self.conn, "DELETE FROM links WHERE ino = ?1")?.execute([ino])?;
+        cached(&self.conn, "DELETE FROM links WHERE ino = ?1")?.execute([ino])?;
         Ok(())
     }
 
@@ -1029,7 +1014,7 @@ impl MetaTx for SqliteTx<'_> {
 
     fn usage(&self) -> MetaResult<(u64, u64)> {
         Ok(
-            cached(self.conn, "SELECT bytes, inodes FROM usage WHERE id = 1")?.query_row(
+            cached(&self.conn, "SELECT bytes, inodes FROM usage WHERE id = 1")?.query_row(
                 [],
                 |r| {
                     Ok((
@@ -1043,7 +1028,7 @@ impl MetaTx for SqliteTx<'_> {
 
     fn xattr(&self, ino: Ino, name: &[u8]) -> MetaResult<Option<Vec<u8>>> {
         Ok(cached(
-            self.conn,
+            &self.conn,
             "SELECT value FROM xattrs WHERE ino = ?1 AND name = ?2",
         )?
         .query_row(params![ino, name], |r| r.get(0))
@@ -1052,7 +1037,7 @@ impl MetaTx for SqliteTx<'_> {
 
     fn set_xattr(&self, ino: Ino, name: &[u8], value: &[u8]) -> MetaResult<()> {
         cached(
-            self.conn,
+            &self.conn,
             "INSERT OR REPLACE INTO xattrs(ino, name, value) VALUES (?1, ?2, ?3)",
         )?
         .execute(params![ino, name, value])?;
@@ -1060,15 +1045,16 @@ impl MetaTx for SqliteTx<'_> {
     }
 
     fn remove_xattr(&self, ino: Ino, name: &[u8]) -> MetaResult<bool> {
-        Ok(
-            cached(self.conn, "DELETE FROM xattrs WHERE ino = ?1 AND name = ?2")?
-                .execute(params![ino, name])?
-                > 0,
-        )
+        Ok(cached(
+            &self.conn,
+            "DELETE FROM xattrs WHERE ino = ?1 AND name = ?2",
+        )?
+        .execute(params![ino, name])?
+            > 0)
     }
 
     fn xattr_names(&self, ino: Ino) -> MetaResult<Vec<Vec<u8>>> {
-        let mut names = cached(self.conn, "SELECT name FROM xattrs WHERE ino = ?1")?
+        let mut names = cached(&self.conn, "SELECT name FROM xattrs WHERE ino = ?1")?
             .query_map([ino], |r| r.get(0))?
             .collect::<rusqlite::Result<Vec<Vec<u8>>>>()?;
         names.sort();
@@ -1077,7 +1063,7 @@ impl MetaTx for SqliteTx<'_> {
 
     fn mark_writer(&self, ino: Ino, session: &str) -> MetaResult<()> {
         cached(
-            self.conn,
+            &self.conn,
             "INSERT OR IGNORE INTO writers(ino, session) VALUES (?1, ?2)",
         )?
         .execute(params![ino, session])?;
@@ -1085,12 +1071,12 @@ impl MetaTx for SqliteTx<'_> {
     }
 
     fn add_ghost(&self, ino: Ino) -> MetaResult<()> {
-        cached(self.conn, "INSERT OR IGNORE INTO ghosts(ino) VALUES (?1)")?.execute([ino])?;
+        cached(&self.conn, "INSERT OR IGNORE INTO ghosts(ino) VALUES (?1)")?.execute([ino])?;
         Ok(())
     }
 
     fn is_ghost(&self, ino: Ino) -> MetaResult<bool> {
-        Ok(cached(self.conn, "SELECT 1 FROM ghosts WHERE ino = ?1")?
+        Ok(cached(&self.conn, "SELECT 1 FROM ghosts WHERE ino = ?1")?
             .query_row([ino], |_| Ok(()))
             .optional()?
             .is_some())
@@ -1106,7 +1092,7 @@ impl MetaTx for SqliteTx<'_> {
 
     fn add_orphan(&self, ino: Ino, session: &str) -> MetaResult<()> {
         cached(
-            self.conn,
+            &self.conn,
             "INSERT OR IGNORE INTO orphans(ino, session) VALUES (?1, ?2)",
         )?
         .execute(params![ino, session])?;
@@ -1214,7 +1200,7 @@ impl MetaTx for SqliteTx<'_> {
     fn acl(&self, ino: Ino) -> MetaResult<Vec<Entry>> {
         // Sorted here: with `ORDER BY subject` SQLite recompiled the statement at every use.
         let mut entries: Vec<Entry> =
-            cached(self.conn, "SELECT subject, rights FROM acl WHERE ino = ?1")?
+            cached(&self.conn, "SELECT subject, rights FROM acl WHERE ino = ?1")?
                 .query_map([ino], |r| {
                     Ok(Entry {
                         subject: r.get(0)?,
@@ -1223,7 +1209,7 @@ impl MetaTx for SqliteTx<'_> {
                 })?
                 .collect::<rusqlite::Result<_>>()?;
         entries.sort_by(|a, b| a.subject.cmp(&b.subject));
-        let owner: Option<String> = cached(self.conn, "SELECT owner FROM inodes WHERE ino = ?1")?
+        let owner: Option<String> = cached(&self.conn, "SELECT owner FROM inodes WHERE ino = ?1")?
             .query_row([ino], |r| r.get(0))
             .optional()?
             .flatten();
@@ -1241,12 +1227,12 @@ impl MetaTx for SqliteTx<'_> {
 
     fn set_acl(&self, ino: Ino, subject: &str, rights: Rights) -> MetaResult<()> {
         cached(
-            self.conn,
+            &self.conn,
             "INSERT OR REPLACE INTO acl(ino, subject, rights) VALUES (?1, ?2, ?3)",
         )?
         .execute(params![ino, subject, rights.bits()])?;
         cached(
-            self.conn,
+            &self.conn,
             "UPDATE inodes SET owner = NULL WHERE ino = ?1 AND owner = ?2",
         )?
         .execute(params![ino, subject])?;
@@ -1254,10 +1240,13 @@ impl MetaTx for SqliteTx<'_> {
     }
 
     fn remove_acl(&self, ino: Ino, subject: &str) -> MetaResult<bool> {
-        let explicit = cached(self.conn, "DELETE FROM acl WHERE ino = ?1 AND subject = ?2")?
-            .execute(params![ino, subject])?;
+        let explicit = cached(
+            &self.conn,
+            "DELETE FROM acl WHERE ino = ?1 AND subject = ?2",
+        )?
+        .execute(params![ino, subject])?;
         let owned = cached(
-            self.conn,
+            &self.conn,
             "UPDATE inodes SET owner = NULL WHERE ino = ?1 AND owner = ?2",
         )?
         .execute(params![ino, subject])?;
@@ -1274,7 +1263,7 @@ impl MetaTx for SqliteTx<'_> {
     }
 
     fn groups(&self) -> MetaResult<Groups> {
-        let pairs: Vec<(String, String)> = cached(self.conn, "SELECT grp, member FROM groups")?
+        let pairs: Vec<(String, String)> = cached(&self.conn, "SELECT grp, member FROM groups")?
             .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
             .collect::<rusqlite::Result<_>>()?;
         Ok(Groups::from_pairs(pairs))
@@ -1282,7 +1271,7 @@ impl MetaTx for SqliteTx<'_> {
 
     fn add_member(&self, group: &str, member: &str) -> MetaResult<()> {
         cached(
-            self.conn,
+            &self.conn,
             "INSERT OR IGNORE INTO groups(grp, member) VALUES (?1, ?2)",
         )?
         .execute(params![group, member])?;
@@ -1291,7 +1280,7 @@ impl MetaTx for SqliteTx<'_> {
 
     fn remove_member(&self, group: &str, member: &str) -> MetaResult<bool> {
         Ok(cached(
-            self.conn,
+            &self.conn,
             "DELETE FROM groups WHERE grp = ?1 AND member = ?2",
         )?
         .execute(params![group, member])?
@@ -1300,7 +1289,7 @@ impl MetaTx for SqliteTx<'_> {
 
     fn policy_version(&self) -> MetaResult<i64> {
         Ok(cached(
-            self.conn,
+            &self.conn,
             "SELECT value FROM info WHERE key = 'policy_version'",
         )?
         .query_row([], |r| r.get(0))?)
@@ -1308,7 +1297,7 @@ impl MetaTx for SqliteTx<'_> {
 
     fn tree_version(&self) -> MetaResult<i64> {
         Ok(cached(
-            self.conn,
+            &self.conn,
             "SELECT value FROM info WHERE key = 'tree_version'",
         )?
         .query_row([], |r| r.get(0))?)
@@ -1316,7 +1305,7 @@ impl MetaTx for SqliteTx<'_> {
 
     fn bump_tree(&self) -> MetaResult<()> {
         cached(
-            self.conn,
+            &self.conn,
             "UPDATE info SET value = value + 1 WHERE key = 'tree_version'",
         )?
         .execute([])?;
@@ -1325,7 +1314,7 @@ impl MetaTx for SqliteTx<'_> {
 
     fn bump_policy(&self) -> MetaResult<()> {
         cached(
-            self.conn,
+            &self.conn,
             "UPDATE info SET value = value + 1 WHERE key = 'policy_version'",
         )?
         .execute([])?;
@@ -1341,15 +1330,15 @@ impl MetaTx for SqliteTx<'_> {
     }
 
     fn gc_done(&self, ino: Ino) -> MetaResult<()> {
-        cached(self.conn, "DELETE FROM gc WHERE ino = ?1")?.execute([ino])?;
+        cached(&self.conn, "DELETE FROM gc WHERE ino = ?1")?.execute([ino])?;
         Ok(())
     }
 }
 
-impl SqliteTx<'_> {
+impl SqliteTx {
     /// Two columns of the tenant's row in `quotas` (its root's), 0 when there is none.
     fn root_quota(&self, sql: &str) -> MetaResult<(u64, u64)> {
-        Ok(cached(self.conn, sql)?
+        Ok(cached(&self.conn, sql)?
             .query_row([ROOT_INO], |r| {
                 Ok((
                     r.get::<_, i64>(0)?.max(0) as u64,
