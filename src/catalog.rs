@@ -1,4 +1,4 @@
-//! The catalog (`store/catalog.db`): tenants, keys (hashes only) and the admin audit log.
+//! The catalog: tenants, keys (hashes only) and the admin audit log.
 //!
 //! Invariants: a key's secret is never stored, only its SHA-256; a key row is never deleted,
 //! so a revoked key stays revoked; every failed authentication is audited.
@@ -6,46 +6,17 @@
 use std::path::Path;
 use std::time::Duration;
 
-use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::ids::{Scope, Subject, TenantId};
 use crate::keys;
+use crate::meta::catalog::{CatalogStore, KeyRecord, Keys};
+use crate::meta::sqlite_catalog::SqliteCatalog;
 use crate::time::{format_secs, now_secs};
 
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS tenants(
-    id TEXT PRIMARY KEY,
-    name TEXT NOT NULL,
-    created_at INTEGER NOT NULL,
-    suspended_at INTEGER
-);
-CREATE TABLE IF NOT EXISTS keys(
-    id TEXT PRIMARY KEY,
-    hash BLOB NOT NULL UNIQUE,
-    tenant TEXT NOT NULL,
-    subject TEXT NOT NULL,
-    scope TEXT NOT NULL,
-    root TEXT NOT NULL,
-    created_at INTEGER NOT NULL,
-    expires_at INTEGER,
-    last_used_at INTEGER,
-    revoked_at INTEGER
-);
-CREATE INDEX IF NOT EXISTS keys_by_tenant ON keys(tenant);
-CREATE TABLE IF NOT EXISTS audit(
-    id INTEGER PRIMARY KEY,
-    at INTEGER NOT NULL,
-    action TEXT NOT NULL,
-    tenant TEXT,
-    detail TEXT NOT NULL
-);
-";
-
-pub struct Catalog {
-    conn: Connection,
-}
+/// The store's catalog, whichever engine holds it.
+pub struct Catalog(Box<dyn CatalogStore>);
 
 #[derive(Clone, Debug, Serialize)]
 pub struct TenantRow {
@@ -98,59 +69,41 @@ pub struct NewKeySpec<'a> {
 }
 
 impl Catalog {
+    /// Creates an embedded (SQLite) catalog.
     pub fn create(path: &Path) -> Result<()> {
-        let conn = Connection::open(path)?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.execute_batch(SCHEMA)?;
-        Ok(())
+        Ok(SqliteCatalog::create(path)?)
     }
 
+    /// Opens an embedded (SQLite) catalog.
     pub fn open(path: &Path) -> Result<Catalog> {
-        let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE)?;
-        conn.busy_timeout(Duration::from_secs(10))?;
-        conn.pragma_update(None, "synchronous", "NORMAL")?;
-        Ok(Catalog { conn })
+        Ok(Catalog(Box::new(SqliteCatalog::open(path)?)))
     }
 
     pub fn audit(&self, action: &str, tenant: Option<&str>, detail: &str) -> Result<()> {
-        self.conn.execute(
-            "INSERT INTO audit(at, action, tenant, detail) VALUES (?1, ?2, ?3, ?4)",
-            params![now_secs(), action, tenant, detail],
-        )?;
-        Ok(())
+        Ok(self.0.audit(now_secs(), action, tenant, detail)?)
     }
 
     pub fn tenant_exists(&self, id: &TenantId) -> Result<bool> {
-        Ok(self
-            .conn
-            .query_row("SELECT 1 FROM tenants WHERE id = ?1", [id.as_str()], |_| {
-                Ok(())
-            })
-            .optional()?
-            .is_some())
+        Ok(self.0.tenant_exists(id.as_str())?)
     }
 
     pub fn insert_tenant(&self, id: &TenantId, name: &str) -> Result<()> {
-        self.conn.execute(
-            "INSERT INTO tenants(id, name, created_at) VALUES (?1, ?2, ?3)",
-            params![id.as_str(), name, now_secs()],
-        )?;
+        self.0.insert_tenant(id.as_str(), name, now_secs())?;
         self.audit("tenant.create", Some(id.as_str()), name)
     }
 
     pub fn tenants(&self) -> Result<Vec<TenantRow>> {
-        self.conn
-            .prepare("SELECT id, name, created_at, suspended_at FROM tenants ORDER BY id")?
-            .query_map([], |r| {
-                Ok(TenantRow {
-                    id: r.get(0)?,
-                    name: r.get(1)?,
-                    created_at: format_secs(r.get(2)?),
-                    suspended: r.get::<_, Option<i64>>(3)?.is_some(),
-                })
-            })?
-            .collect::<rusqlite::Result<_>>()
-            .map_err(Error::from)
+        Ok(self
+            .0
+            .tenants()?
+            .into_iter()
+            .map(|t| TenantRow {
+                id: t.id,
+                name: t.name,
+                created_at: format_secs(t.created_at),
+                suspended: t.suspended_at.is_some(),
+            })
+            .collect())
     }
 
     pub fn tenant(&self, id: &TenantId) -> Result<TenantRow> {
@@ -169,20 +122,18 @@ impl Catalog {
         let expires = spec
             .expires_in
             .map(|d| now.saturating_add(i64::try_from(d.as_secs()).unwrap_or(i64::MAX)));
-        self.conn.execute(
-            "INSERT INTO keys(id, hash, tenant, subject, scope, root, created_at, expires_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            params![
-                key.id,
-                keys::hash(&key.secret),
-                spec.tenant.as_str(),
-                spec.subject.to_string(),
-                spec.scope.as_str(),
-                spec.root,
-                now,
-                expires
-            ],
-        )?;
+        let record = KeyRecord {
+            id: key.id.clone(),
+            tenant: spec.tenant.to_string(),
+            subject: spec.subject.to_string(),
+            scope: spec.scope.as_str().to_string(),
+            root: spec.root.to_string(),
+            created_at: now,
+            expires_at: expires,
+            last_used_at: None,
+            revoked_at: None,
+        };
+        self.0.insert_key(&record, &keys::hash(&key.secret))?;
         self.audit(
             "key.create",
             Some(spec.tenant.as_str()),
@@ -198,35 +149,24 @@ impl Catalog {
         Ok((key, row))
     }
 
-    fn key_rows(&self, filter: &str, arg: &str) -> Result<Vec<KeyRow>> {
-        let sql = format!(
-            "SELECT id, tenant, subject, scope, root, created_at, expires_at, last_used_at, revoked_at
-             FROM keys {filter} ORDER BY tenant, created_at, id"
-        );
-        let mut stmt = self.conn.prepare(&sql)?;
-        let map = |r: &rusqlite::Row<'_>| {
-            let revoked_at: Option<i64> = r.get(8)?;
-            Ok(KeyRow {
-                id: r.get(0)?,
-                tenant: r.get(1)?,
-                subject: r.get(2)?,
-                scope: r.get(3)?,
-                root: r.get(4)?,
-                created_at: format_secs(r.get(5)?),
-                expires_at: r.get::<_, Option<i64>>(6)?.map(format_secs),
-                last_used_at: r.get::<_, Option<i64>>(7)?.map(format_secs),
-                revoked: revoked_at.is_some(),
-                revoked_at: revoked_at.map(format_secs),
+    fn key_rows(&self, which: Keys<'_>) -> Result<Vec<KeyRow>> {
+        Ok(self
+            .0
+            .keys(which)?
+            .into_iter()
+            .map(|k| KeyRow {
+                id: k.id,
+                tenant: k.tenant,
+                subject: k.subject,
+                scope: k.scope,
+                root: k.root,
+                created_at: format_secs(k.created_at),
+                expires_at: k.expires_at.map(format_secs),
+                last_used_at: k.last_used_at.map(format_secs),
+                revoked: k.revoked_at.is_some(),
+                revoked_at: k.revoked_at.map(format_secs),
             })
-        };
-        let rows = if filter.is_empty() {
-            stmt.query_map([], map)?
-                .collect::<rusqlite::Result<Vec<_>>>()?
-        } else {
-            stmt.query_map([arg], map)?
-                .collect::<rusqlite::Result<Vec<_>>>()?
-        };
-        Ok(rows)
+            .collect())
     }
 
     pub fn keys(&self, tenant: Option<&TenantId>) -> Result<Vec<KeyRow>> {
@@ -235,14 +175,14 @@ impl Catalog {
                 if !self.tenant_exists(t)? {
                     return Err(Error::TenantMissing(t.to_string()));
                 }
-                self.key_rows("WHERE tenant = ?1", t.as_str())
+                self.key_rows(Keys::OfTenant(t.as_str()))
             }
-            None => self.key_rows("", ""),
+            None => self.key_rows(Keys::All),
         }
     }
 
     pub fn key(&self, id: &str) -> Result<KeyRow> {
-        self.key_rows("WHERE id = ?1", id)?
+        self.key_rows(Keys::Id(id))?
             .pop()
             .ok_or_else(|| Error::KeyMissing(id.to_string()))
     }
@@ -250,10 +190,7 @@ impl Catalog {
     /// Revokes a key; revoking twice keeps the first time.
     pub fn revoke_key(&self, id: &str) -> Result<KeyRow> {
         let row = self.key(id)?;
-        self.conn.execute(
-            "UPDATE keys SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
-            params![id, now_secs()],
-        )?;
+        self.0.revoke_key(id, now_secs())?;
         self.audit("key.revoke", Some(&row.tenant), id)?;
         self.key(id)
     }
@@ -261,88 +198,49 @@ impl Catalog {
     /// Resolves a key to its principal, or says exactly why it cannot mount.
     pub fn authenticate(&self, raw: &str) -> Result<Principal> {
         let key = keys::parse(raw).map_err(Error::Malformed)?;
-        let row = self
-            .conn
-            .query_row(
-                "SELECT k.id, k.tenant, k.subject, k.scope, k.root, k.expires_at, k.revoked_at,
-                        t.suspended_at
-                 FROM keys k LEFT JOIN tenants t ON t.id = k.tenant WHERE k.hash = ?1",
-                [keys::hash(key)],
-                |r| {
-                    Ok((
-                        r.get::<_, String>(0)?,
-                        r.get::<_, String>(1)?,
-                        r.get::<_, String>(2)?,
-                        r.get::<_, String>(3)?,
-                        r.get::<_, String>(4)?,
-                        r.get::<_, Option<i64>>(5)?,
-                        r.get::<_, Option<i64>>(6)?,
-                        r.get::<_, Option<i64>>(7)?,
-                    ))
-                },
-            )
-            .optional()?;
-        let Some((id, tenant, subject, scope, root, expires_at, revoked_at, suspended_at)) = row
-        else {
+        let Some(k) = self.0.key_by_hash(&keys::hash(key))? else {
             self.audit("auth.fail", None, "unknown key")?;
             // Slow down guessing; a real key never pays this.
             std::thread::sleep(Duration::from_millis(250));
             return Err(Error::UnknownKey);
         };
-        if let Some(at) = revoked_at {
-            self.audit("auth.fail", Some(&tenant), &format!("{id} revoked"))?;
+        if let Some(at) = k.revoked_at {
+            self.audit("auth.fail", Some(&k.tenant), &format!("{} revoked", k.id))?;
             return Err(Error::KeyRevoked {
-                id,
+                id: k.id,
                 at: format_secs(at),
             });
         }
-        if let Some(at) = expires_at.filter(|&e| e <= now_secs()) {
-            self.audit("auth.fail", Some(&tenant), &format!("{id} expired"))?;
+        if let Some(at) = k.expires_at.filter(|&e| e <= now_secs()) {
+            self.audit("auth.fail", Some(&k.tenant), &format!("{} expired", k.id))?;
             return Err(Error::KeyExpired {
-                id,
+                id: k.id,
                 at: format_secs(at),
             });
         }
-        if suspended_at.is_some() {
-            return Err(Error::TenantSuspended(tenant));
+        if k.suspended_at.is_some() {
+            return Err(Error::TenantSuspended(k.tenant));
         }
-        self.conn.execute(
-            "UPDATE keys SET last_used_at = ?2 WHERE id = ?1",
-            params![id, now_secs()],
-        )?;
+        self.0.set_key_used(&k.id, now_secs())?;
         Ok(Principal {
-            key_id: id,
-            tenant: tenant.parse().map_err(Error::Usage)?,
-            subject,
-            scope: scope.parse().map_err(Error::Usage)?,
-            root,
-            expires_at,
+            key_id: k.id,
+            tenant: k.tenant.parse().map_err(Error::Usage)?,
+            subject: k.subject,
+            scope: k.scope.parse().map_err(Error::Usage)?,
+            root: k.root,
+            expires_at: k.expires_at,
         })
     }
 
     /// Re-checks a key for a live mount: cheap, one indexed row.
     pub fn key_status(&self, id: &str) -> Result<KeyStatus> {
-        let row = self
-            .conn
-            .prepare_cached(
-                "SELECT k.revoked_at, k.expires_at, t.suspended_at, t.id
-                 FROM keys k LEFT JOIN tenants t ON t.id = k.tenant WHERE k.id = ?1",
-            )?
-            .query_row([id], |r| {
-                Ok((
-                    r.get::<_, Option<i64>>(0)?,
-                    r.get::<_, Option<i64>>(1)?,
-                    r.get::<_, Option<i64>>(2)?,
-                    r.get::<_, Option<String>>(3)?,
-                ))
-            })
-            .optional()?;
-        Ok(match row {
-            None | Some((Some(_), ..)) | Some((_, _, Some(_), _)) | Some((_, _, _, None)) => {
+        Ok(match self.0.key_standing(id)? {
+            None => KeyStatus::Revoked,
+            Some(k) if k.revoked_at.is_some() || k.suspended_at.is_some() || !k.tenant_exists => {
                 KeyStatus::Revoked
             }
-            Some((None, Some(e), None, Some(_))) if e <= now_secs() => KeyStatus::Expired,
-            _ => KeyStatus::Live,
+            Some(k) if k.expires_at.is_some_and(|e| e <= now_secs()) => KeyStatus::Expired,
+            Some(_) => KeyStatus::Live,
         })
     }
 }

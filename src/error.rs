@@ -44,8 +44,6 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    #[error("database: {0}")]
-    Db(#[from] rusqlite::Error),
     #[error("metadata store: {0}")]
     Meta(#[from] crate::meta::MetaError),
 }

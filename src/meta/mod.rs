@@ -5,7 +5,9 @@
 //! [`MetaError`], and each engine's module turns its own errors into it. SQLite
 //! (the `sqlite` module) is the embedded engine.
 
+pub mod catalog;
 mod sqlite;
+pub mod sqlite_catalog;
 
 pub use sqlite::{DB_CACHE, DB_MAP, PAGE_SIZE};
 
