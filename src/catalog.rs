@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::ids::{Scope, Subject, TenantId};
 use crate::keys;
 use crate::meta::catalog::{CatalogStore, KeyRecord, Keys};
-use crate::meta::sqlite_catalog::SqliteCatalog;
+use crate::meta::sqlite::catalog::SqliteCatalog;
 use crate::time::{format_secs, now_secs};
 
 /// The store's catalog, whichever engine holds it.

@@ -6,8 +6,7 @@
 //! (the `sqlite` module) is the embedded engine.
 
 pub mod catalog;
-mod sqlite;
-pub mod sqlite_catalog;
+pub mod sqlite;
 
 pub use sqlite::{DB_CACHE, DB_MAP, PAGE_SIZE};
 

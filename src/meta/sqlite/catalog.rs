@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::MetaResult;
-use super::catalog::{CatalogStore, KeyMatch, KeyRecord, KeyStanding, Keys, TenantRecord};
+use crate::meta::MetaResult;
+use crate::meta::catalog::{CatalogStore, KeyMatch, KeyRecord, KeyStanding, Keys, TenantRecord};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS tenants(
