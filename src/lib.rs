@@ -1,9 +1,10 @@
 //! tenantfs: one store, many tenants, each mount sees only its own tree.
 //!
 //! Layers, each depending only on those below it: `cli` → `daemon` → `fuse` (the only
-//! module that knows fuser) → `fs` (the POSIX core) → `meta` (metadata engines behind traits;
-//! SQLite embedded) and `objects` (file content). `store`, `catalog` and `keys` hold tenants and keys. `types` holds the
-//! plain data (inode numbers, attributes, extents) that every layer shares.
+//! module that knows fuser) → `fs` (the POSIX core) → `meta` (metadata engines behind
+//! traits, SQLite embedded) and `objects` (file content). `store`, `catalog` and `keys`
+//! hold tenants and keys. `types` holds the plain data (inode numbers, attributes,
+//! extents) that every layer shares.
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 pub mod admin;
