@@ -2,6 +2,8 @@
 # Measures tenantfs against a native directory and a plain FUSE passthrough (bindfs), side by
 # side in one run, and prints each workload's median and ratios. Usage:
 #   scripts/bench.sh [ROUNDS]        (BENCH_SEQ_MB, BENCH_FILES, BENCH_FIO_SECS shrink it)
+# BENCH_BASELINE=PATH adds tenantfs-base: the tenantfs binary at PATH (an older build) on a
+# store of its own, set up as tenantfs is, so tenantfs/tenantfs-base says what a change cost.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -17,6 +19,9 @@ cleanup() {
   "$tfs" umount "$work/tenantfs-quota" 2>/dev/null || true
   "$tfs" umount "$work/tenantfs-pass" 2>/dev/null || true
   "$tfs" umount "$work/tenantfs-noatime" 2>/dev/null || true
+  if [ -n "${BENCH_BASELINE:-}" ]; then
+    TENANTFS_STORE="$work/base-store" "$BENCH_BASELINE" umount "$work/tenantfs-base" 2>/dev/null || true
+  fi
   umount "$work/bindfs" 2>/dev/null || fusermount3 -u "$work/bindfs" 2>/dev/null || true
   rm -rf "$work"
 }
@@ -72,6 +77,19 @@ done
 "$tfs" key create --tenant bench-noatime --subject user:bench --scope admin > "$work/bench-noatime.key" 2>/dev/null
 "$tfs" mount "$work/tenantfs-noatime" --key-file "$work/bench-noatime.key" --noatime
 
+base=()
+if [ -n "${BENCH_BASELINE:-}" ]; then
+  mkdir -p "$work/tenantfs-base"
+  (
+    export TENANTFS_STORE="$work/base-store"
+    "$BENCH_BASELINE" init 2>/dev/null
+    "$BENCH_BASELINE" tenant create bench 2>/dev/null
+    "$BENCH_BASELINE" key create --tenant bench --subject user:bench --scope admin > "$work/base.key" 2>/dev/null
+    "$BENCH_BASELINE" mount "$work/tenantfs-base" --key-file "$work/base.key"
+  )
+  base=(--target tenantfs-base="$work/tenantfs-base" --compare tenantfs/tenantfs-base)
+fi
+
 echo "tenantfs $("$tfs" --version | cut -d' ' -f2), $(uname -r), $(nproc) cores" >&2
 python3 scripts/bench.py --work "$work" --rounds "$rounds" \
   --target native="$work/native" --target bindfs="$work/bindfs" --target tenantfs="$work/tenantfs" \
@@ -79,7 +97,7 @@ python3 scripts/bench.py --work "$work" --rounds "$rounds" \
   --target tenantfs-pass="$work/tenantfs-pass" --target tenantfs-noatime="$work/tenantfs-noatime" \
   --compare tenantfs/bindfs --compare tenantfs-acl/bindfs --compare tenantfs-pass/bindfs \
   --compare tenantfs-acl/tenantfs --compare tenantfs-quota/tenantfs --compare tenantfs/tenantfs-noatime \
-  ${BENCH_JSON:+--json "$BENCH_JSON"}
+  "${base[@]}" ${BENCH_JSON:+--json "$BENCH_JSON"}
 
 # Noisy neighbour: tenant B (bench) measured alone and beside tenant A (bench-quota) running
 # 4 writers and a tar x loop. BENCH_NOISY=0 skips it.
