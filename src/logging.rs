@@ -254,11 +254,16 @@ impl<S: Subscriber> Filter<S> for PerCause {
     }
 }
 
-/// Installs the process's subscriber: `TENANTFS_LOG` (default `info`) picks what is
-/// logged, to standard error.
+/// What is logged unless `TENANTFS_LOG` says otherwise. fuser's session warns at every
+/// unmount that its own second unmount failed (`EINVAL`: tenantfs unmounted already), and
+/// that is the only warning it has, so its session logs errors only.
+const DEFAULT_FILTER: &str = "info,fuser::session=error";
+
+/// Installs the process's subscriber: `TENANTFS_LOG` (default [`DEFAULT_FILTER`]) picks
+/// what is logged, to standard error.
 pub fn init() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("TENANTFS_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_FILTER));
     let fmt = tracing_subscriber::fmt::layer()
         .with_writer(|| LineWriter(Vec::with_capacity(256)))
         .with_target(false)
