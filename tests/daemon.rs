@@ -29,12 +29,7 @@ fn foreground_mount_ends_cleanly_on(signal: Signal) {
     );
     fs::write(mp.join("f"), b"written in the foreground").unwrap();
     kill(Pid::from_raw(child.id() as i32), signal).unwrap();
-    let mut status = None;
-    wait_until(Duration::from_secs(10), || {
-        status = child.try_wait().unwrap();
-        status.is_some()
-    });
-    let status = status.expect("the daemon exited after the signal");
+    let status = common::exit_of(&mut child);
     assert!(status.success(), "{signal:?} exit: {status:?}");
     assert!(!mounted(), "unmounted on {signal:?}");
     let m = env.mount("fg", &key, &[]);

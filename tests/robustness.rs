@@ -101,12 +101,7 @@ fn a_daemon_whose_log_is_dev_full_keeps_serving() {
     assert_eq!(fs::read_dir(&mp).unwrap().count(), 300);
     assert!(child.try_wait().unwrap().is_none(), "the daemon is alive");
     env.ok(&["umount", mp.to_str().unwrap()]);
-    let mut status = None;
-    wait_until(Duration::from_secs(10), || {
-        status = child.try_wait().unwrap();
-        status.is_some()
-    });
-    let status = status.expect("the daemon exited after the unmount");
+    let status = common::exit_of(&mut child);
     assert!(status.success(), "exit status {status:?}");
 }
 
@@ -134,12 +129,7 @@ fn a_panic_in_one_request_fails_it_with_eio_and_the_mount_serves_on() {
     assert_eq!(fs::read_dir(&mp).unwrap().count(), 100);
     assert!(child.try_wait().unwrap().is_none(), "the daemon is alive");
     env.ok(&["umount", mp.to_str().unwrap()]);
-    let mut status = None;
-    wait_until(Duration::from_secs(10), || {
-        status = child.try_wait().unwrap();
-        status.is_some()
-    });
-    assert!(status.expect("the daemon exited").success());
+    assert!(common::exit_of(&mut child).success());
     // Said, and within the per-cause budget, not once per panic.
     let text = fs::read_to_string(&log).unwrap();
     let said = text.matches("fault injected: lookup of boom").count();

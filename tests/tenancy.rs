@@ -735,24 +735,12 @@ fn everything_in_the_store_is_private_whatever_the_umask() {
     }
     let mp = env.mountpoint("m");
     let mb = env.mountpoint("b");
-    under_open_umask(
-        &env,
-        &[
-            "mount",
-            mp.to_str().unwrap(),
-            "--key-file",
-            kf.to_str().unwrap(),
-        ],
-    );
-    under_open_umask(
-        &env,
-        &[
-            "mount",
-            mb.to_str().unwrap(),
-            "--key-file",
-            bf.to_str().unwrap(),
-        ],
-    );
+    let mount = |mp: &std::path::Path, key: &std::path::Path| {
+        let (mp, key) = (mp.to_str().unwrap(), key.to_str().unwrap());
+        under_open_umask(&env, &["mount", mp, "--key-file", key]);
+    };
+    mount(&mp, &kf);
+    mount(&mb, &bf);
     for i in 0..40 {
         fs::create_dir_all(mp.join(format!("d{i}/e"))).unwrap();
         fs::write(mp.join(format!("d{i}/e/f")), b"secret").unwrap();
@@ -805,15 +793,7 @@ fn everything_in_the_store_is_private_whatever_the_umask() {
     for f in [env.store.join("catalog.db"), meta.clone()] {
         fs::set_permissions(&f, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
     }
-    under_open_umask(
-        &env,
-        &[
-            "mount",
-            mp.to_str().unwrap(),
-            "--key-file",
-            kf.to_str().unwrap(),
-        ],
-    );
+    mount(&mp, &kf);
     assert_eq!(fs::read(mp.join("d1/e/f")).unwrap(), b"secret");
     check("mounted, after opening a 0644 store", &live);
     under_open_umask(&env, &["umount", mp.to_str().unwrap()]);

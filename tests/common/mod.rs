@@ -219,6 +219,16 @@ pub fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> Option<Durati
     None
 }
 
+/// The exit status of a foreground daemon, which must exit within 10 s.
+pub fn exit_of(child: &mut std::process::Child) -> std::process::ExitStatus {
+    let mut status = None;
+    wait_until(Duration::from_secs(10), || {
+        status = child.try_wait().unwrap();
+        status.is_some()
+    });
+    status.expect("the daemon exited within 10 s")
+}
+
 /// Runs a shell command in `dir`, asserting success; returns stdout.
 pub fn sh(dir: &Path, script: &str) -> String {
     let out = Command::new("sh")
