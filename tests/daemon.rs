@@ -141,3 +141,14 @@ fn concurrent_writers_lose_nothing() {
         serde_json::from_str(&env.ok(&["tenant", "show", "acme", "--json"])).unwrap();
     assert_eq!(show["inodes_used"], 1 + 400 + 1);
 }
+
+#[test]
+fn a_clean_mount_and_unmount_log_no_warning() {
+    let env = Env::new();
+    let m = env.mounted_tenant("acme", "m");
+    fs::write(m.p("f"), b"x").unwrap();
+    assert!(m.umount().status.success());
+    let log = fs::read_to_string(env.store.join("logs/acme.log")).unwrap();
+    assert!(log.contains("mount ended"), "{log}");
+    assert!(!log.contains(" WARN "), "{log}");
+}
