@@ -304,7 +304,12 @@ fn a_tenant_that_fills_the_store_disk_leaves_the_others_working() {
     // The other tenant lists, reads, shows in df, and mounts afresh; the CLI answers.
     assert_eq!(fs::read(b.p("keep")).unwrap(), b"beta's");
     assert_eq!(fs::read_dir(&b.path).unwrap().count(), 1);
-    let df = common::sh(env.dir.path(), "df -k");
+    // Named mounts only: a bare `df` also stats other tests' mounts, and fails on any whose
+    // daemon a test has just killed.
+    let df = common::sh(
+        env.dir.path(),
+        &format!("df -k {} {}", a.path.display(), b.path.display()),
+    );
     assert!(df.contains(b.path.to_str().unwrap()), "{df}");
     let (key, _) = env.key("beta", "agent:late", &[]);
     let b2 = env.mount("b2", &key, &[]);
