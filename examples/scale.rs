@@ -218,11 +218,11 @@ fn build(root: &Path, tenants: usize, inodes: usize) -> Vec<Case> {
     let built = root.join("built");
     if !built.exists() {
         let began = Instant::now();
-        Store::init(&small).unwrap();
+        Store::init(&small, None).unwrap();
         let s1 = Store::open(&small).unwrap();
         s1.create_tenant(&t, "t", (0, 0), false).unwrap();
         fill(&s1, &t, SAMPLE, 1);
-        Store::init(&large).unwrap();
+        Store::init(&large, None).unwrap();
         let sn = Store::open(&large).unwrap();
         sn.create_tenant(&t, "t", (0, 0), false).unwrap();
         fill(&sn, &t, SAMPLE, 1);

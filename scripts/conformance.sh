@@ -2,7 +2,8 @@
 # Runs suites no one here wrote against a real tenantfs mount: pjdfstest (POSIX semantics,
 # must report 0 failures) and fsx (random I/O with every operation on, verified on each read).
 #   FSX_OPS (default 20000) and FSX_SEEDS (default "1") set the fsx run;
-#   TENANTFS_BIN picks the binary (default: the debug build, built if missing).
+#   TENANTFS_BIN picks the binary (default: the debug build, built if missing);
+#   TENANTFS_META_URL puts the store's metadata in that (empty) PostgreSQL database.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -31,7 +32,12 @@ cleanup() {
 }
 trap cleanup EXIT
 
-"$tfs" init 2>/dev/null
+if [ -n "${TENANTFS_META_URL:-}" ]; then
+  "$tfs" init --meta "$TENANTFS_META_URL" 2>/dev/null
+  echo "== on PostgreSQL metadata"
+else
+  "$tfs" init 2>/dev/null
+fi
 "$tfs" tenant create conformance 2>/dev/null
 "$tfs" key create --tenant conformance --subject user:root --scope admin > "$work/admin.key" 2>/dev/null
 chmod 600 "$work/admin.key"

@@ -69,6 +69,10 @@ pub struct NewKeySpec<'a> {
 }
 
 impl Catalog {
+    pub fn new(store: Box<dyn CatalogStore>) -> Catalog {
+        Catalog(store)
+    }
+
     /// Creates an embedded (SQLite) catalog.
     pub fn create(path: &Path) -> Result<()> {
         Ok(SqliteCatalog::create(path)?)

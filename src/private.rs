@@ -31,6 +31,18 @@ pub fn append_file(path: &Path) -> io::Result<fs::File> {
         .open(path)
 }
 
+/// Writes a new file, 0600, with `data`, durably.
+pub fn write_file(path: &Path, data: &[u8]) -> io::Result<()> {
+    use std::io::Write;
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(data)?;
+    f.sync_all()
+}
+
 /// Makes a SQLite database and the files SQLite keeps beside it 0600: creates the database
 /// file 0600 when it is missing (SQLite gives its `-wal`, `-shm` and `-journal` files the
 /// database's mode), and takes group and other bits off ones an older release made 0644.

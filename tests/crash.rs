@@ -222,8 +222,7 @@ fn kill_9_at_random_moments_loses_nothing_fsynced() {
 }
 
 fn sql(env: &Env, stmt: &str) {
-    let db = rusqlite::Connection::open(env.store.join("tenants/acme/meta.db")).unwrap();
-    db.execute_batch(stmt).unwrap();
+    env.tenant_sql("acme", stmt);
 }
 
 fn object(env: &Env, ino: u64) -> PathBuf {

@@ -583,10 +583,7 @@ fn directory_usage_survives_kill_9_and_fsck_repair_recounts_it() {
     let m = env.mount("m", &key, &[]);
     let truth = walk(&m.p("q"));
     drop(m);
-    let db = rusqlite::Connection::open(env.store.join("tenants/acme/meta.db")).unwrap();
-    db.execute("UPDATE dir_quotas SET bytes = 7, inodes = 1", [])
-        .unwrap();
-    drop(db);
+    env.tenant_sql("acme", "UPDATE dir_quotas SET bytes = 7, inodes = 1");
     let fsck = env.run(&["fsck", "--tenant", "acme"]);
     let report = String::from_utf8_lossy(&fsck.stdout);
     assert!(
@@ -644,9 +641,7 @@ fn fsck_finds_and_rebuilds_lost_link_records() {
     fs::hard_link(m.p("a/f"), m.p("b/h")).unwrap();
     drop(m);
     env.fsck_clean("acme");
-    let db = rusqlite::Connection::open(env.store.join("tenants/acme/meta.db")).unwrap();
-    db.execute("DELETE FROM links", []).unwrap();
-    drop(db);
+    env.tenant_sql("acme", "DELETE FROM links");
     let fsck = env.run(&["fsck", "--tenant", "acme"]);
     let report = String::from_utf8_lossy(&fsck.stdout);
     assert!(

@@ -584,9 +584,10 @@ fn link_stops_at_link_max_with_emlink() {
     let m = env.mounted_tenant("acme", "m");
     fs::write(m.p("f"), b"").unwrap();
     let ino = fs::metadata(m.p("f")).unwrap().ino();
-    let db = rusqlite::Connection::open(env.store.join("tenants/acme/meta.db")).unwrap();
-    db.execute("UPDATE inodes SET nlink = 64998 WHERE ino = ?1", [ino])
-        .unwrap();
+    env.tenant_sql(
+        "acme",
+        &format!("UPDATE inodes SET nlink = 64998 WHERE ino = {ino}"),
+    );
     fs::hard_link(m.p("f"), m.p("g")).unwrap();
     assert_eq!(fs::metadata(m.p("g")).unwrap().nlink(), 64999);
     fs::hard_link(m.p("f"), m.p("h")).unwrap();

@@ -7,6 +7,7 @@ mod policy;
 mod quota;
 mod report;
 mod show;
+mod store;
 mod tenant;
 
 use std::path::PathBuf;
@@ -17,11 +18,12 @@ use crate::daemon;
 use crate::error::{Error, Result};
 use crate::ids::TenantId;
 use crate::keys;
-use crate::store::{InitOutcome, Store};
+use crate::store::{InitOutcome, MetaSpec, Store};
 use key::KeyCmd;
 use mount::MountArgs;
 use policy::{AclCmd, GroupCmd};
 use quota::QuotaCmd;
+use store::StoreCmd;
 use tenant::TenantCmd;
 
 #[derive(Parser)]
@@ -46,11 +48,30 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Create a store (idempotent; never touches an existing one).
-    Init,
+    /// Create a store (idempotent; never touches an existing one). With --meta, its catalog
+    /// and tenants' metadata live in a PostgreSQL database, which a store directory on
+    /// another host joins by running init with the same URL.
+    Init {
+        /// postgres://USER@HOST:PORT/DB. A password comes from the URL, --meta-password-file,
+        /// PGPASSWORD or ~/.pgpass; it is never printed or logged.
+        #[arg(
+            long,
+            value_name = "URL",
+            env = "TENANTFS_META",
+            hide_env_values = true
+        )]
+        meta: Option<String>,
+        /// A 0600 file holding the database password; its path is kept in the store's
+        /// configuration.
+        #[arg(long, value_name = "FILE", requires = "meta")]
+        meta_password_file: Option<PathBuf>,
+    },
     /// Create, list and show tenants.
     #[command(subcommand)]
     Tenant(TenantCmd),
+    /// What the whole store is kept in: `store migrate` moves it to PostgreSQL.
+    #[command(subcommand)]
+    Store(StoreCmd),
     /// Create, list and revoke API keys.
     #[command(subcommand)]
     Key(KeyCmd),
@@ -126,12 +147,35 @@ pub fn run() -> i32 {
     }
 }
 
+/// A path made absolute against the working directory, for configuration kept on disk.
+fn absolute(p: &std::path::Path) -> PathBuf {
+    std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
+}
+
 fn dispatch(cli: Cli) -> Result<()> {
     let store_path = cli.store;
     match cli.cmd {
-        Command::Init => match Store::init(&store_path)? {
+        Command::Init {
+            meta,
+            meta_password_file,
+        } => match Store::init(
+            &store_path,
+            meta.map(|url| MetaSpec {
+                url,
+                password_file: meta_password_file.map(|p| crate::cli::absolute(&p)),
+            })
+            .as_ref(),
+        )? {
             InitOutcome::Created => {
                 crate::say!("created store at {}", store_path.display());
+                Ok(())
+            }
+            InitOutcome::Joined => {
+                crate::say!(
+                    "joined the store in {} at {}",
+                    Store::open(&store_path)?.meta_location(),
+                    store_path.display()
+                );
                 Ok(())
             }
             InitOutcome::AlreadyThere => {
@@ -143,6 +187,7 @@ fn dispatch(cli: Cli) -> Result<()> {
             }
         },
         Command::Tenant(cmd) => tenant::tenant(&Store::open(&store_path)?, cmd),
+        Command::Store(cmd) => store::store(&Store::open(&store_path)?, cmd),
         Command::Key(cmd) => key::key(&Store::open(&store_path)?, cmd),
         Command::Mount(args) => mount::mount(&Store::open(&store_path)?, args),
         Command::Umount { mountpoint, lazy } => daemon::umount(&mountpoint, lazy),

@@ -3,9 +3,12 @@
 //!
 //! The core reaches it through the types here, which name no database engine: errors are
 //! [`MetaError`], and each engine's module turns its own errors into it. SQLite
-//! (the `sqlite` module) is the embedded engine.
+//! (the `sqlite` module) is the embedded engine; PostgreSQL (`postgres`) holds a store many
+//! hosts can share.
 
 pub mod catalog;
+pub mod migrate;
+pub mod postgres;
 pub mod sqlite;
 
 pub use sqlite::{DB_CACHE, DB_MAP, PAGE_SIZE};
@@ -383,6 +386,10 @@ pub trait MetaStore: Send {
 pub struct Meta(Box<dyn MetaStore>);
 
 impl Meta {
+    pub fn new(store: Box<dyn MetaStore>) -> Meta {
+        Meta(store)
+    }
+
     /// Creates a tenant database in the embedded engine (SQLite) with its root directory.
     /// Unless `private`, the root carries `group:everyone:editor`, so a tenant works as a
     /// shared drive out of the box.
@@ -449,9 +456,10 @@ impl Meta {
         Ok(out.expect("a snapshot that ended well ran its reads"))
     }
 
-    /// Reads in one read transaction, which ends when the guard is dropped. They see one
-    /// committed state and take the engine's locks once. Inside a transaction already open
-    /// on this connection, the guard just joins it.
+    /// Reads, in one read transaction where the engine gains by it (SQLite: its locks are
+    /// taken once), which ends when the guard is dropped; elsewhere each read sees the
+    /// latest commit. Inside a transaction already open on this connection, the guard just
+    /// joins it. Reads that must agree with each other use [`Meta::snapshot`].
     pub fn read(&self) -> Read<'_> {
         let open = self.0.begin_read();
         Read {

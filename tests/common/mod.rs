@@ -13,6 +13,65 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_tenantfs");
 pub struct Env {
     pub dir: tempfile::TempDir,
     pub store: PathBuf,
+    /// The store's database when the suite runs on PostgreSQL.
+    pub db: Option<PgDb>,
+}
+
+/// Which metadata engine the suite runs on: `TENANTFS_TEST_META=postgres` puts every test's
+/// store in a database of its own on the server `TENANTFS_TEST_PG` names (a superuser URL;
+/// scripts/test.sh starts a throwaway cluster and sets both).
+pub fn on_postgres() -> bool {
+    match std::env::var("TENANTFS_TEST_META").as_deref() {
+        Ok("postgres") => true,
+        Ok("sqlite") | Err(_) => false,
+        Ok(other) => panic!("TENANTFS_TEST_META={other}: use sqlite or postgres"),
+    }
+}
+
+/// A database made for one test, dropped (with any session left on it) at the end.
+pub struct PgDb {
+    pub name: String,
+    /// The URL of the test's database.
+    pub url: String,
+    server: String,
+}
+
+impl PgDb {
+    pub fn new() -> PgDb {
+        let server = std::env::var("TENANTFS_TEST_PG").expect(
+            "TENANTFS_TEST_PG names the PostgreSQL server to test on (scripts/test.sh sets it)",
+        );
+        let mut raw = [0u8; 6];
+        getrandom::fill(&mut raw).unwrap();
+        let name = format!("tfs_{}", hex::encode(raw));
+        PgDb::admin(&server)
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .unwrap();
+        let base = server.rsplit_once('/').unwrap().0;
+        let url = format!("{base}/{name}");
+        PgDb { name, url, server }
+    }
+
+    /// A superuser session on the server.
+    pub fn admin(server: &str) -> postgres::Client {
+        postgres::Client::connect(server, postgres::NoTls).unwrap()
+    }
+
+    /// A superuser session on the test's database.
+    pub fn client(&self) -> postgres::Client {
+        PgDb::admin(&self.url)
+    }
+}
+
+impl Drop for PgDb {
+    fn drop(&mut self) {
+        if let Ok(mut c) = postgres::Client::connect(&self.server, postgres::NoTls) {
+            let _ = c.batch_execute(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            ));
+        }
+    }
 }
 
 impl Env {
@@ -28,9 +87,44 @@ impl Env {
             .tempdir()
             .unwrap();
         let store = store.unwrap_or_else(|| dir.path().join("store"));
-        let env = Env { dir, store };
-        env.ok(&["init"]);
+        let db = on_postgres().then(PgDb::new);
+        let env = Env { dir, store, db };
+        match &env.db {
+            Some(db) => env.ok(&["init", "--meta", &db.url]),
+            None => env.ok(&["init"]),
+        };
         env
+    }
+
+    /// Runs SQL statements (no parameters) on a tenant's metadata, whichever engine holds
+    /// it: for tests that damage or age a store on purpose.
+    pub fn tenant_sql(&self, tenant: &str, sql: &str) {
+        match &self.db {
+            None => {
+                let path = self.store.join("tenants").join(tenant).join("meta.db");
+                rusqlite::Connection::open(path)
+                    .unwrap()
+                    .execute_batch(sql)
+                    .unwrap();
+            }
+            Some(db) => {
+                let mut c = db.client();
+                let n: i64 = c
+                    .query_one(
+                        "SELECT number FROM tenantfs.tenants WHERE id = $1",
+                        &[&tenant],
+                    )
+                    .unwrap()
+                    .get(0);
+                c.batch_execute(&format!("SET search_path TO t{n}; {sql}"))
+                    .unwrap();
+            }
+        }
+    }
+
+    /// Whether this store's metadata is in PostgreSQL.
+    pub fn on_postgres(&self) -> bool {
+        self.db.is_some()
     }
 
     pub fn cmd(&self, args: &[&str]) -> Command {

@@ -24,7 +24,7 @@ impl Fixture {
     fn new() -> Fixture {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().join("store");
-        Store::init(&root).unwrap();
+        Store::init(&root, None).unwrap();
         let store = Store::open(&root).unwrap();
         let tenant: TenantId = "t".parse().unwrap();
         store.create_tenant(&tenant, "t", (0, 0), false).unwrap();
