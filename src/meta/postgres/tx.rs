@@ -11,6 +11,7 @@ use crate::time::Nanos;
 use crate::types::{Attr, DirEntry, Extent, Ino, Kind, ROOT_INO};
 
 use super::PgMeta;
+use super::conn::lit;
 
 macro_rules! inode_cols {
     () => {
@@ -161,52 +162,46 @@ impl MetaTx for PgMeta {
     }
 
     fn update_inode(&self, a: &Attr) -> MetaResult<()> {
-        self.conn.exec(
-            "UPDATE inodes SET perm = $2, uid = $3, gid = $4, atime = $5, mtime = $6, ctime = $7
-             WHERE ino = $1",
-            &[
-                &i(a.ino),
-                &i64::from(a.perm),
-                &i64::from(a.uid),
-                &i64::from(a.gid),
-                &a.atime,
-                &a.mtime,
-                &a.ctime,
-            ],
-        )?;
-        Ok(())
+        self.conn.defer(format_args!(
+            "UPDATE inodes SET perm = {}, uid = {}, gid = {}, atime = {}, mtime = {}, ctime = {}
+             WHERE ino = {}",
+            a.perm,
+            a.uid,
+            a.gid,
+            a.atime,
+            a.mtime,
+            a.ctime,
+            lit(a.ino)
+        ))
     }
 
     fn touch(&self, n: Ino, now: Nanos) -> MetaResult<()> {
-        self.conn.exec(
-            "UPDATE inodes SET mtime = $2, ctime = $2 WHERE ino = $1",
-            &[&i(n), &now],
-        )?;
-        Ok(())
+        self.conn.defer(format_args!(
+            "UPDATE inodes SET mtime = {now}, ctime = {now} WHERE ino = {}",
+            lit(n)
+        ))
     }
 
     fn set_ctime(&self, n: Ino, now: Nanos) -> MetaResult<()> {
-        self.conn.exec(
-            "UPDATE inodes SET ctime = $2 WHERE ino = $1",
-            &[&i(n), &now],
-        )?;
-        Ok(())
+        self.conn.defer(format_args!(
+            "UPDATE inodes SET ctime = {now} WHERE ino = {}",
+            lit(n)
+        ))
     }
 
     fn add_nlink(&self, n: Ino, delta: i64) -> MetaResult<()> {
-        self.conn.exec(
-            "UPDATE inodes SET nlink = nlink + $2 WHERE ino = $1",
-            &[&i(n), &delta],
-        )?;
-        Ok(())
+        self.conn.defer(format_args!(
+            "UPDATE inodes SET nlink = nlink + {delta} WHERE ino = {}",
+            lit(n)
+        ))
     }
 
     fn set_parent(&self, n: Ino, parent: Ino) -> MetaResult<()> {
-        self.conn.exec(
-            "UPDATE inodes SET parent = $2 WHERE ino = $1",
-            &[&i(n), &i(parent)],
-        )?;
-        Ok(())
+        self.conn.defer(format_args!(
+            "UPDATE inodes SET parent = {} WHERE ino = {}",
+            lit(parent),
+            lit(n)
+        ))
     }
 
     fn dir_parent(&self, n: Ino) -> MetaResult<Option<Ino>> {
@@ -262,27 +257,31 @@ impl MetaTx for PgMeta {
     }
 
     fn insert_entry(&self, parent: Ino, name: &[u8], n: Ino, k: Kind) -> MetaResult<()> {
-        self.conn.exec(
-            "INSERT INTO entries(parent, name, ino, kind) VALUES ($1, $2, $3, $4)",
-            &[&i(parent), &name, &i(n), &k.code()],
-        )?;
-        Ok(())
+        self.conn.defer(format_args!(
+            "INSERT INTO entries(parent, name, ino, kind) VALUES ({}, {}, {}, {})",
+            lit(parent),
+            lit(name),
+            lit(n),
+            k.code()
+        ))
     }
 
     fn delete_entry(&self, parent: Ino, name: &[u8]) -> MetaResult<()> {
-        self.conn.exec(
-            "DELETE FROM entries WHERE parent = $1 AND name = $2",
-            &[&i(parent), &name],
-        )?;
-        Ok(())
+        self.conn.defer(format_args!(
+            "DELETE FROM entries WHERE parent = {} AND name = {}",
+            lit(parent),
+            lit(name)
+        ))
     }
 
     fn repoint_entry(&self, parent: Ino, name: &[u8], n: Ino, k: Kind) -> MetaResult<()> {
-        self.conn.exec(
-            "UPDATE entries SET ino = $3, kind = $4 WHERE parent = $1 AND name = $2",
-            &[&i(parent), &name, &i(n), &k.code()],
-        )?;
-        Ok(())
+        self.conn.defer(format_args!(
+            "UPDATE entries SET ino = {}, kind = {} WHERE parent = {} AND name = {}",
+            lit(n),
+            k.code(),
+            lit(parent),
+            lit(name)
+        ))
     }
 
     fn move_entry(
@@ -292,11 +291,13 @@ impl MetaTx for PgMeta {
         new_parent: Ino,
         new_name: &[u8],
     ) -> MetaResult<()> {
-        self.conn.exec(
-            "UPDATE entries SET parent = $3, name = $4 WHERE parent = $1 AND name = $2",
-            &[&i(parent), &name, &i(new_parent), &new_name],
-        )?;
-        Ok(())
+        self.conn.defer(format_args!(
+            "UPDATE entries SET parent = {}, name = {} WHERE parent = {} AND name = {}",
+            lit(new_parent),
+            lit(new_name),
+            lit(parent),
+            lit(name)
+        ))
     }
 
     fn has_entries(&self, dir: Ino) -> MetaResult<bool> {
@@ -333,55 +334,49 @@ impl MetaTx for PgMeta {
         Ok(entries)
     }
 
-    /// One round trip for the nine deletes and the gc row.
+    /// Nine deletes and the gc row, in one statement.
     fn delete_inode(&self, n: Ino) -> MetaResult<()> {
-        self.conn.exec(
-            "WITH i AS (DELETE FROM inodes WHERE ino = $1),
-                  x AS (DELETE FROM xattrs WHERE ino = $1),
-                  w AS (DELETE FROM writers WHERE ino = $1),
-                  o AS (DELETE FROM orphans WHERE ino = $1),
-                  g AS (DELETE FROM ghosts WHERE ino = $1),
-                  a AS (DELETE FROM acl WHERE ino = $1),
-                  l AS (DELETE FROM links WHERE ino = $1),
-                  h AS (DELETE FROM held WHERE ino = $1),
-                  q AS (DELETE FROM dir_quotas WHERE ino = $1)
-             INSERT INTO gc(ino) VALUES ($1) ON CONFLICT DO NOTHING",
-            &[&i(n)],
-        )?;
-        Ok(())
+        let n = lit(n);
+        self.conn.defer(format_args!(
+            "WITH i AS (DELETE FROM inodes WHERE ino = {n}),
+                  x AS (DELETE FROM xattrs WHERE ino = {n}),
+                  w AS (DELETE FROM writers WHERE ino = {n}),
+                  o AS (DELETE FROM orphans WHERE ino = {n}),
+                  g AS (DELETE FROM ghosts WHERE ino = {n}),
+                  a AS (DELETE FROM acl WHERE ino = {n}),
+                  l AS (DELETE FROM links WHERE ino = {n}),
+                  h AS (DELETE FROM held WHERE ino = {n}),
+                  q AS (DELETE FROM dir_quotas WHERE ino = {n})
+             INSERT INTO gc(ino) VALUES ({n}) ON CONFLICT DO NOTHING"
+        ))
     }
 
     fn set_atime_if_older(&self, n: Ino, atime: Nanos) -> MetaResult<()> {
-        self.conn.exec(
-            "UPDATE inodes SET atime = $2 WHERE ino = $1 AND atime < $2",
-            &[&i(n), &atime],
-        )?;
-        Ok(())
+        self.conn.defer(format_args!(
+            "UPDATE inodes SET atime = {atime} WHERE ino = {} AND atime < {atime}",
+            lit(n)
+        ))
     }
 
     fn mark_gc(&self, n: Ino) -> MetaResult<()> {
-        self.conn.exec(
-            "INSERT INTO gc(ino) VALUES ($1) ON CONFLICT DO NOTHING",
-            &[&i(n)],
-        )?;
-        Ok(())
+        self.conn.defer(format_args!(
+            "INSERT INTO gc(ino) VALUES ({}) ON CONFLICT DO NOTHING",
+            lit(n)
+        ))
     }
 
     fn clear_held(&self, n: Ino) -> MetaResult<()> {
         self.conn
-            .exec("DELETE FROM held WHERE ino = $1", &[&i(n)])?;
-        Ok(())
+            .defer(format_args!("DELETE FROM held WHERE ino = {}", lit(n)))
     }
 
     fn add_usage(&self, bytes: i64, inodes: i64) -> MetaResult<()> {
         if bytes == 0 && inodes == 0 {
             return Ok(());
         }
-        self.conn.exec(
-            "UPDATE usage SET bytes = bytes + $1, inodes = inodes + $2 WHERE id = 1",
-            &[&bytes, &inodes],
-        )?;
-        Ok(())
+        self.conn.defer(format_args!(
+            "UPDATE usage SET bytes = bytes + {bytes}, inodes = inodes + {inodes} WHERE id = 1"
+        ))
     }
 
     fn limits(&self) -> MetaResult<(u64, u64)> {
@@ -476,11 +471,9 @@ impl MetaTx for PgMeta {
         if bytes == 0 {
             return Ok(());
         }
-        self.conn.exec(
-            "UPDATE usage SET reserved = GREATEST(0, reserved + $1) WHERE id = 1",
-            &[&bytes],
-        )?;
-        Ok(())
+        self.conn.defer(format_args!(
+            "UPDATE usage SET reserved = GREATEST(0, reserved + {bytes}) WHERE id = 1"
+        ))
     }
 
     fn held(&self, n: Ino, session: &str) -> MetaResult<u64> {
@@ -497,18 +490,20 @@ impl MetaTx for PgMeta {
 
     fn set_held(&self, n: Ino, session: &str, bytes: u64) -> MetaResult<()> {
         if bytes == 0 {
-            self.conn.exec(
-                "DELETE FROM held WHERE ino = $1 AND session = $2",
-                &[&i(n), &session],
-            )?;
+            self.conn.defer(format_args!(
+                "DELETE FROM held WHERE ino = {} AND session = {}",
+                lit(n),
+                lit(session)
+            ))
         } else {
-            self.conn.exec(
-                "INSERT INTO held(ino, session, bytes) VALUES ($1, $2, $3)
+            self.conn.defer(format_args!(
+                "INSERT INTO held(ino, session, bytes) VALUES ({}, {}, {})
                  ON CONFLICT(ino, session) DO UPDATE SET bytes = excluded.bytes",
-                &[&i(n), &session, &i(bytes)],
-            )?;
+                lit(n),
+                lit(session),
+                lit(bytes)
+            ))
         }
-        Ok(())
     }
 
     fn held_total(&self, n: Ino) -> MetaResult<u64> {
@@ -614,21 +609,22 @@ impl MetaTx for PgMeta {
     }
 
     fn set_dir_usage(&self, n: Ino, bytes: u64, inodes: u64, reserved: u64) -> MetaResult<()> {
-        self.conn.exec(
-            "UPDATE dir_quotas SET bytes = $2, inodes = $3, reserved = $4 WHERE ino = $1",
-            &[&i(n), &i(bytes), &i(inodes), &i(reserved)],
-        )?;
-        Ok(())
+        self.conn.defer(format_args!(
+            "UPDATE dir_quotas SET bytes = {}, inodes = {}, reserved = {} WHERE ino = {}",
+            lit(bytes),
+            lit(inodes),
+            lit(reserved),
+            lit(n)
+        ))
     }
 
     fn add_dir_usage(&self, n: Ino, bytes: i64, inodes: i64, reserved: i64) -> MetaResult<()> {
-        self.conn.exec(
-            "UPDATE dir_quotas SET bytes = GREATEST(0, bytes + $2),
-                 inodes = GREATEST(0, inodes + $3), reserved = GREATEST(0, reserved + $4)
-             WHERE ino = $1",
-            &[&i(n), &bytes, &inodes, &reserved],
-        )?;
-        Ok(())
+        self.conn.defer(format_args!(
+            "UPDATE dir_quotas SET bytes = GREATEST(0, bytes + {bytes}),
+                 inodes = GREATEST(0, inodes + {inodes}), reserved = GREATEST(0, reserved + {reserved})
+             WHERE ino = {}",
+            lit(n)
+        ))
     }
 
     fn remove_dir_quota(&self, n: Ino) -> MetaResult<bool> {
@@ -648,22 +644,17 @@ impl MetaTx for PgMeta {
 
     /// Two statements, as one statement cannot both change a row and delete it.
     fn add_link(&self, n: Ino, parent: Ino, delta: i64) -> MetaResult<()> {
-        self.conn.exec(
-            "INSERT INTO links AS l(ino, parent, n) VALUES ($1, $2, $3)
-             ON CONFLICT(ino, parent) DO UPDATE SET n = l.n + excluded.n",
-            &[&i(n), &i(parent), &delta],
-        )?;
-        self.conn.exec(
-            "DELETE FROM links WHERE ino = $1 AND parent = $2 AND n <= 0",
-            &[&i(n), &i(parent)],
-        )?;
-        Ok(())
+        let (n, parent) = (lit(n), lit(parent));
+        self.conn.defer(format_args!(
+            "INSERT INTO links AS l(ino, parent, n) VALUES ({n}, {parent}, {delta})
+             ON CONFLICT(ino, parent) DO UPDATE SET n = l.n + excluded.n;
+             DELETE FROM links WHERE ino = {n} AND parent = {parent} AND n <= 0"
+        ))
     }
 
     fn clear_links(&self, n: Ino) -> MetaResult<()> {
         self.conn
-            .exec("DELETE FROM links WHERE ino = $1", &[&i(n)])?;
-        Ok(())
+            .defer(format_args!("DELETE FROM links WHERE ino = {}", lit(n)))
     }
 
     fn all_links(&self) -> MetaResult<Vec<(Ino, Ino, u32)>> {
@@ -706,12 +697,13 @@ impl MetaTx for PgMeta {
     }
 
     fn set_xattr(&self, n: Ino, name: &[u8], value: &[u8]) -> MetaResult<()> {
-        self.conn.exec(
-            "INSERT INTO xattrs(ino, name, value) VALUES ($1, $2, $3)
+        self.conn.defer(format_args!(
+            "INSERT INTO xattrs(ino, name, value) VALUES ({}, {}, {})
              ON CONFLICT(ino, name) DO UPDATE SET value = excluded.value",
-            &[&i(n), &name, &value],
-        )?;
-        Ok(())
+            lit(n),
+            lit(name),
+            lit(value)
+        ))
     }
 
     fn remove_xattr(&self, n: Ino, name: &[u8]) -> MetaResult<bool> {
@@ -733,19 +725,18 @@ impl MetaTx for PgMeta {
     }
 
     fn mark_writer(&self, n: Ino, session: &str) -> MetaResult<()> {
-        self.conn.exec(
-            "INSERT INTO writers(ino, session) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-            &[&i(n), &session],
-        )?;
-        Ok(())
+        self.conn.defer(format_args!(
+            "INSERT INTO writers(ino, session) VALUES ({}, {}) ON CONFLICT DO NOTHING",
+            lit(n),
+            lit(session)
+        ))
     }
 
     fn add_ghost(&self, n: Ino) -> MetaResult<()> {
-        self.conn.exec(
-            "INSERT INTO ghosts(ino) VALUES ($1) ON CONFLICT DO NOTHING",
-            &[&i(n)],
-        )?;
-        Ok(())
+        self.conn.defer(format_args!(
+            "INSERT INTO ghosts(ino) VALUES ({}) ON CONFLICT DO NOTHING",
+            lit(n)
+        ))
     }
 
     fn is_ghost(&self, n: Ino) -> MetaResult<bool> {
@@ -760,11 +751,11 @@ impl MetaTx for PgMeta {
     }
 
     fn add_orphan(&self, n: Ino, session: &str) -> MetaResult<()> {
-        self.conn.exec(
-            "INSERT INTO orphans(ino, session) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-            &[&i(n), &session],
-        )?;
-        Ok(())
+        self.conn.defer(format_args!(
+            "INSERT INTO orphans(ino, session) VALUES ({}, {}) ON CONFLICT DO NOTHING",
+            lit(n),
+            lit(session)
+        ))
     }
 
     fn sessions_with_state(&self) -> MetaResult<Vec<String>> {
@@ -839,11 +830,10 @@ impl MetaTx for PgMeta {
     }
 
     fn set_nlink(&self, n: Ino, nlink: u32) -> MetaResult<()> {
-        self.conn.exec(
-            "UPDATE inodes SET nlink = $2 WHERE ino = $1",
-            &[&i(n), &i64::from(nlink)],
-        )?;
-        Ok(())
+        self.conn.defer(format_args!(
+            "UPDATE inodes SET nlink = {nlink} WHERE ino = {}",
+            lit(n)
+        ))
     }
 
     fn computed_usage(&self) -> MetaResult<(u64, u64)> {
@@ -969,19 +959,15 @@ impl MetaTx for PgMeta {
     }
 
     fn bump_tree(&self) -> MetaResult<()> {
-        self.conn.exec(
-            "UPDATE info SET value = value + 1 WHERE key = 'tree_version'",
-            &[],
-        )?;
-        Ok(())
+        self.conn.defer(format_args!(
+            "UPDATE info SET value = value + 1 WHERE key = 'tree_version'"
+        ))
     }
 
     fn bump_policy(&self) -> MetaResult<()> {
-        self.conn.exec(
-            "UPDATE info SET value = value + 1 WHERE key = 'policy_version'",
-            &[],
-        )?;
-        Ok(())
+        self.conn.defer(format_args!(
+            "UPDATE info SET value = value + 1 WHERE key = 'policy_version'"
+        ))
     }
 
     fn gc_pending(&self) -> MetaResult<Vec<Ino>> {
@@ -989,8 +975,8 @@ impl MetaTx for PgMeta {
     }
 
     fn gc_done(&self, n: Ino) -> MetaResult<()> {
-        self.conn.exec("DELETE FROM gc WHERE ino = $1", &[&i(n)])?;
-        Ok(())
+        self.conn
+            .defer(format_args!("DELETE FROM gc WHERE ino = {}", lit(n)))
     }
 }
 
