@@ -190,8 +190,12 @@ impl TenantFs {
         if plus {
             let meta = self.meta.lock();
             let tx = meta.read();
-            for e in out.iter_mut().filter(|e| e.name != b"." && e.name != b"..") {
-                e.attr = tx.inode(e.ino)?;
+            let dots = |e: &DirEntry| e.name == b"." || e.name == b"..";
+            let inos: Vec<Ino> = out.iter().filter(|e| !dots(e)).map(|e| e.ino).collect();
+            let attrs = tx.inodes(&inos)?;
+            for e in out.iter_mut().filter(|e| !dots(e)) {
+                // Two names of one file share its attributes.
+                e.attr = attrs.get(&e.ino).cloned();
                 if e.attr.is_some() {
                     // Warm the rights cache while the database is at hand.
                     self.access.rights(&*tx, e.ino)?;

@@ -115,6 +115,18 @@ pub trait MetaTx {
 
     fn inode(&self, ino: Ino) -> MetaResult<Option<Attr>>;
 
+    /// The attributes of those of `inos` that exist, for readdirplus: an engine whose
+    /// round trips cost more than its reads fetches them at once.
+    fn inodes(&self, inos: &[Ino]) -> MetaResult<HashMap<Ino, Attr>> {
+        let mut out = HashMap::with_capacity(inos.len());
+        for &ino in inos {
+            if let Some(a) = self.inode(ino)? {
+                out.insert(ino, a);
+            }
+        }
+        Ok(out)
+    }
+
     /// The inode a name in `parent` refers to, with its kind.
     fn lookup(&self, parent: Ino, name: &[u8]) -> MetaResult<Option<(Ino, Kind)>>;
 

@@ -226,6 +226,12 @@ pub(crate) fn create_tenant_space(
 /// A session with one tenant's schema, logged in as its role.
 pub struct PgMeta {
     conn: Conn,
+    /// A write transaction is open (see `tx::keep`).
+    writing: std::cell::Cell<bool>,
+    /// Inodes (with their parent) this write transaction has read.
+    inodes: std::cell::RefCell<
+        std::collections::HashMap<crate::types::Ino, (crate::types::Attr, crate::types::Ino)>,
+    >,
 }
 
 impl PgMeta {
@@ -240,7 +246,11 @@ impl PgMeta {
                 space.schema
             )));
         }
-        Ok(PgMeta { conn })
+        Ok(PgMeta {
+            conn,
+            writing: Default::default(),
+            inodes: Default::default(),
+        })
     }
 
     fn run_tx(&self, begin: &str, op: &mut dyn FnMut(&Tx<'_>) -> MetaResult<()>) -> MetaResult<()> {
@@ -259,7 +269,12 @@ impl MetaStore for PgMeta {
     /// Takes the tenant's `usage` row in the same round trip as BEGIN, so write
     /// transactions of a tenant run one at a time, across every mount and host.
     fn write_op(&mut self, op: &mut dyn FnMut(&Tx<'_>) -> MetaResult<()>) -> MetaResult<()> {
-        self.run_tx("BEGIN; SELECT 1 FROM usage WHERE id = 1 FOR UPDATE", op)
+        self.inodes.get_mut().clear();
+        self.writing.set(true);
+        let out = self.run_tx("BEGIN; SELECT 1 FROM usage WHERE id = 1 FOR UPDATE", op);
+        self.writing.set(false);
+        self.inodes.get_mut().clear();
+        out
     }
 
     fn snapshot_op(&mut self, op: &mut dyn FnMut(&Tx<'_>) -> MetaResult<()>) -> MetaResult<()> {

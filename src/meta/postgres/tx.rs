@@ -15,7 +15,7 @@ use super::conn::lit;
 
 macro_rules! inode_cols {
     () => {
-        "ino, kind, perm, nlink, uid, gid, size, rdev, atime, mtime, ctime, crtime, blocks"
+        "ino, kind, perm, nlink, uid, gid, size, rdev, atime, mtime, ctime, crtime, blocks, parent"
     };
 }
 
@@ -101,14 +101,29 @@ impl MetaTx for PgMeta {
     }
 
     fn inode(&self, n: Ino) -> MetaResult<Option<Attr>> {
+        if let Some((a, _)) = self.cached(n) {
+            return Ok(Some(a));
+        }
         self.conn
             .row(
                 concat!("SELECT ", inode_cols!(), " FROM inodes WHERE ino = $1"),
                 &[&i(n)],
             )?
             .as_ref()
-            .map(attr)
+            .map(|r| self.keep(r))
             .transpose()
+    }
+
+    fn inodes(&self, inos: &[Ino]) -> MetaResult<HashMap<Ino, Attr>> {
+        let ids: Vec<i64> = inos.iter().map(|&n| i(n)).collect();
+        self.conn
+            .rows(
+                concat!("SELECT ", inode_cols!(), " FROM inodes WHERE ino = ANY($1)"),
+                &[&ids],
+            )?
+            .iter()
+            .map(|r| attr(r).map(|a| (a.ino, a)))
+            .collect()
     }
 
     fn lookup(&self, parent: Ino, name: &[u8]) -> MetaResult<Option<(Ino, Kind)>> {
@@ -126,13 +141,13 @@ impl MetaTx for PgMeta {
         self.conn
             .row(
                 "SELECT i.ino, i.kind, i.perm, i.nlink, i.uid, i.gid, i.size, i.rdev, i.atime,
-                        i.mtime, i.ctime, i.crtime, i.blocks
+                        i.mtime, i.ctime, i.crtime, i.blocks, i.parent
                  FROM entries e JOIN inodes i ON i.ino = e.ino
                  WHERE e.parent = $1 AND e.name = $2",
                 &[&i(parent), &name],
             )?
             .as_ref()
-            .map(attr)
+            .map(|r| self.keep(r))
             .transpose()
     }
 
@@ -143,7 +158,8 @@ impl MetaTx for PgMeta {
             "INSERT INTO inodes(kind, perm, nlink, uid, gid, size, rdev, atime, mtime, ctime,
                                 crtime, parent, target, owner)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $8, $8, $9, $10, $11)
-             RETURNING ino",
+             RETURNING ino, kind, perm, nlink, uid, gid, size, rdev, atime, mtime, ctime, crtime,
+                       blocks, parent",
             &[
                 &n.kind.code(),
                 &i64::from(n.perm),
@@ -158,10 +174,11 @@ impl MetaTx for PgMeta {
                 &n.owner,
             ],
         )?;
-        ino(&row, 0)
+        Ok(self.keep(&row)?.ino)
     }
 
     fn update_inode(&self, a: &Attr) -> MetaResult<()> {
+        self.forget(a.ino);
         self.conn.defer(format_args!(
             "UPDATE inodes SET perm = {}, uid = {}, gid = {}, atime = {}, mtime = {}, ctime = {}
              WHERE ino = {}",
@@ -176,6 +193,7 @@ impl MetaTx for PgMeta {
     }
 
     fn touch(&self, n: Ino, now: Nanos) -> MetaResult<()> {
+        self.amend(n, |a| (a.mtime, a.ctime) = (now, now));
         self.conn.defer(format_args!(
             "UPDATE inodes SET mtime = {now}, ctime = {now} WHERE ino = {}",
             lit(n)
@@ -183,6 +201,7 @@ impl MetaTx for PgMeta {
     }
 
     fn set_ctime(&self, n: Ino, now: Nanos) -> MetaResult<()> {
+        self.amend(n, |a| a.ctime = now);
         self.conn.defer(format_args!(
             "UPDATE inodes SET ctime = {now} WHERE ino = {}",
             lit(n)
@@ -190,6 +209,7 @@ impl MetaTx for PgMeta {
     }
 
     fn add_nlink(&self, n: Ino, delta: i64) -> MetaResult<()> {
+        self.forget(n);
         self.conn.defer(format_args!(
             "UPDATE inodes SET nlink = nlink + {delta} WHERE ino = {}",
             lit(n)
@@ -197,6 +217,7 @@ impl MetaTx for PgMeta {
     }
 
     fn set_parent(&self, n: Ino, parent: Ino) -> MetaResult<()> {
+        self.forget(n);
         self.conn.defer(format_args!(
             "UPDATE inodes SET parent = {} WHERE ino = {}",
             lit(parent),
@@ -205,6 +226,9 @@ impl MetaTx for PgMeta {
     }
 
     fn dir_parent(&self, n: Ino) -> MetaResult<Option<Ino>> {
+        if let Some((_, parent)) = self.cached(n) {
+            return Ok(Some(parent));
+        }
         self.conn
             .row("SELECT parent FROM inodes WHERE ino = $1", &[&i(n)])?
             .map(|r| ino(&r, 0))
@@ -212,6 +236,7 @@ impl MetaTx for PgMeta {
     }
 
     fn set_size(&self, n: Ino, extent: Extent, mtime: Nanos, ctime: Nanos) -> MetaResult<bool> {
+        self.forget(n);
         Ok(self.conn.exec(
             "UPDATE inodes SET size = $2, blocks = $3, mtime = $4, ctime = $5
              WHERE ino = $1 AND NOT EXISTS (SELECT 1 FROM ghosts WHERE ino = $1)",
@@ -336,6 +361,7 @@ impl MetaTx for PgMeta {
 
     /// Nine deletes and the gc row, in one statement.
     fn delete_inode(&self, n: Ino) -> MetaResult<()> {
+        self.forget(n);
         let n = lit(n);
         self.conn.defer(format_args!(
             "WITH i AS (DELETE FROM inodes WHERE ino = {n}),
@@ -352,6 +378,7 @@ impl MetaTx for PgMeta {
     }
 
     fn set_atime_if_older(&self, n: Ino, atime: Nanos) -> MetaResult<()> {
+        self.forget(n);
         self.conn.defer(format_args!(
             "UPDATE inodes SET atime = {atime} WHERE ino = {} AND atime < {atime}",
             lit(n)
@@ -792,10 +819,7 @@ impl MetaTx for PgMeta {
 
     fn all_inodes(&self) -> MetaResult<Vec<(Attr, Ino)>> {
         self.conn
-            .rows(
-                concat!("SELECT ", inode_cols!(), ", parent FROM inodes"),
-                &[],
-            )?
+            .rows(concat!("SELECT ", inode_cols!(), " FROM inodes"), &[])?
             .iter()
             .map(|r| Ok((attr(r)?, ino(r, 13)?)))
             .collect()
@@ -830,6 +854,7 @@ impl MetaTx for PgMeta {
     }
 
     fn set_nlink(&self, n: Ino, nlink: u32) -> MetaResult<()> {
+        self.forget(n);
         self.conn.defer(format_args!(
             "UPDATE inodes SET nlink = {nlink} WHERE ino = {}",
             lit(n)
@@ -981,6 +1006,34 @@ impl MetaTx for PgMeta {
 }
 
 impl PgMeta {
+    /// An inode read or written earlier in this write transaction.
+    fn cached(&self, n: Ino) -> Option<(Attr, Ino)> {
+        self.inodes.borrow().get(&n).cloned()
+    }
+
+    /// Reads an inode row (with its parent), keeping it for the rest of a write
+    /// transaction: no other writer of the tenant runs meanwhile (see `write_op`), so only
+    /// this transaction's own changes can make it stale, and each of them amends or drops it.
+    fn keep(&self, r: &Row) -> MetaResult<Attr> {
+        let a = attr(r)?;
+        if self.writing.get() {
+            self.inodes
+                .borrow_mut()
+                .insert(a.ino, (a.clone(), ino(r, 13)?));
+        }
+        Ok(a)
+    }
+
+    fn amend(&self, n: Ino, f: impl FnOnce(&mut Attr)) {
+        if let Some((a, _)) = self.inodes.borrow_mut().get_mut(&n) {
+            f(a);
+        }
+    }
+
+    fn forget(&self, n: Ino) {
+        self.inodes.borrow_mut().remove(&n);
+    }
+
     /// Two counts from a one-row query, 0 when there is no row.
     fn pair(&self, sql: &'static str) -> MetaResult<(u64, u64)> {
         match self.conn.row(sql, &[])? {
