@@ -162,7 +162,12 @@ pub fn any_over(tx: &Tx<'_>, dirs: &[Ino]) -> MetaResult<bool> {
 /// already gone changes nothing: another mount or a recovery got there first. A ghost gave
 /// its usage back when it became one; only what was held for it since goes back.
 pub fn delete_inode(tx: &Tx<'_>, ino: Ino) -> MetaResult<()> {
-    if tx.is_ghost(ino)? {
+    delete_known(tx, ino, tx.is_ghost(ino)?)
+}
+
+/// [`delete_inode`] for a caller that knows whether the inode is a ghost.
+pub fn delete_known(tx: &Tx<'_>, ino: Ino, ghost: bool) -> MetaResult<()> {
+    if ghost {
         tx.add_reserved(-(tx.held_total(ino)? as i64))?;
     } else if !give_back(tx, ino)? {
         return Ok(());

@@ -81,15 +81,19 @@ impl TenantFs {
         due: &[Ino],
         doomed: &mut Vec<Doomed>,
     ) -> FsResult<()> {
+        // Two queries for the whole batch, where one per ghost would hold the tenant's
+        // writers up for as long as hundreds of round trips take.
+        let attrs = tx.inodes(due)?;
+        let ghosts = tx.ghosts_among(due)?;
         for &ino in due {
             if let Some(e) = open.get(&ino) {
                 e.obj.orphan.store(true, Ordering::SeqCst);
                 continue;
             }
             // Gone already when another mount's recovery or fsck got there first.
-            let Some(a) = tx.inode(ino)? else { continue };
+            let Some(a) = attrs.get(&ino) else { continue };
             if a.nlink == 0 {
-                quota::delete_inode(tx, ino)?;
+                quota::delete_known(tx, ino, ghosts.contains(&ino))?;
                 doomed.push(Doomed {
                     ino,
                     size: a.size,

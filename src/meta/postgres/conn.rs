@@ -8,7 +8,7 @@ use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 use postgres::types::ToSql;
-use postgres::{Client, NoTls, Row, Statement};
+use postgres::{Client, NoTls, Row, SimpleQueryMessage, SimpleQueryRow, Statement};
 
 use crate::meta::{MetaError, MetaResult};
 
@@ -198,8 +198,15 @@ pub struct Conn {
     /// Changes of the open transaction that return nothing, not sent yet: they go to the
     /// server together, before its next query or with its COMMIT (see [`Conn::defer`]).
     pending: RefCell<String>,
-    /// A transaction is open: a lost connection fails it rather than reconnecting.
+    /// A transaction is open (its BEGIN may not be sent yet): changes wait in `pending`.
     in_tx: Cell<bool>,
+    /// The open transaction's BEGIN, not sent yet: it goes with the transaction's first
+    /// statement (see [`Conn::first`]), and a transaction that sends nothing costs nothing.
+    begin: RefCell<Option<String>>,
+    /// The BEGIN was sent: a lost connection fails the transaction rather than reconnecting.
+    begun: Cell<bool>,
+    /// The rows of each statement of the BEGIN batch, once it was sent.
+    opened: RefCell<Vec<Vec<SimpleQueryRow>>>,
 }
 
 impl Conn {
@@ -213,6 +220,9 @@ impl Conn {
             stmts: RefCell::default(),
             pending: RefCell::default(),
             in_tx: Cell::new(false),
+            begin: RefCell::default(),
+            begun: Cell::new(false),
+            opened: RefCell::default(),
         })
     }
 
@@ -220,7 +230,7 @@ impl Conn {
     /// to come back. Inside a transaction a lost connection is the transaction's failure.
     fn client(&self) -> MetaResult<std::cell::RefMut<'_, Client>> {
         let mut client = self.client.borrow_mut();
-        if client.is_closed() && !self.in_tx.get() {
+        if client.is_closed() && !self.begun.get() {
             let start = Instant::now();
             loop {
                 match self.target.connect().and_then(|mut c| {
@@ -278,21 +288,74 @@ impl Conn {
         Ok(c.execute(&s, p)?)
     }
 
-    /// Runs `f` between `begin` and COMMIT, rolling back when anything fails.
+    /// Runs `f` in a transaction that `begin` opens (statements without parameters; what
+    /// they return is kept for [`Conn::opened`]), then COMMITs, or rolls back when anything
+    /// fails. The BEGIN waits for the transaction's first statement.
     pub fn transaction<T>(&self, begin: &str, f: impl FnOnce() -> MetaResult<T>) -> MetaResult<T> {
-        self.batch(begin)?;
+        *self.begin.borrow_mut() = Some(begin.to_string());
+        self.opened.borrow_mut().clear();
         self.in_tx.set(true);
         let out = f().and_then(|v| {
-            self.in_tx.set(false);
+            if self.opening() && self.pending.borrow().is_empty() {
+                // Nothing was read or changed: there is nothing to commit.
+                *self.begin.borrow_mut() = None;
+                return Ok(v);
+            }
             self.batch("COMMIT").map(|()| v)
         });
+        let sent = self.begun.replace(false);
         if out.is_err() {
             self.pending.borrow_mut().clear();
+            *self.begin.borrow_mut() = None;
             // A connection that broke needs no ROLLBACK: the server ended the transaction.
-            let _ = self.batch("ROLLBACK");
+            if sent {
+                let _ = self.client().map(|mut c| c.batch_execute("ROLLBACK"));
+            }
         }
         self.in_tx.set(false);
+        self.opened.borrow_mut().clear();
         out
+    }
+
+    /// The rows each statement of the open transaction's BEGIN batch returned, once sent.
+    pub fn opened(&self) -> std::cell::Ref<'_, Vec<Vec<SimpleQueryRow>>> {
+        self.opened.borrow()
+    }
+
+    /// Whether the open transaction's BEGIN is still to be sent.
+    pub fn opening(&self) -> bool {
+        self.begin.borrow().is_some()
+    }
+
+    /// Sends the open transaction's BEGIN (and anything deferred) with `sql`, a query whose
+    /// values are literals, in one round trip, and returns the rows of its last statement.
+    /// `None` when the BEGIN went already: the caller runs its prepared statement instead.
+    pub fn first(&self, sql: &str) -> MetaResult<Option<Vec<SimpleQueryRow>>> {
+        let Some(begin) = self.begin.borrow_mut().take() else {
+            return Ok(None);
+        };
+        let pending = std::mem::take(&mut *self.pending.borrow_mut());
+        let mut groups = self.send_begin(&format!("{begin};\n{pending}{sql}"))?;
+        let last = groups.pop().unwrap_or_default();
+        *self.opened.borrow_mut() = groups;
+        Ok(Some(last))
+    }
+
+    /// Runs a BEGIN batch, the transaction's first round trip, and returns the rows of
+    /// each of its statements.
+    fn send_begin(&self, sql: &str) -> MetaResult<Vec<Vec<SimpleQueryRow>>> {
+        let messages = self.client()?.simple_query(sql)?;
+        self.begun.set(true);
+        let mut groups = vec![Vec::new()];
+        for m in messages {
+            match m {
+                SimpleQueryMessage::Row(r) => groups.last_mut().expect("never empty").push(r),
+                SimpleQueryMessage::CommandComplete(_) => groups.push(Vec::new()),
+                _ => {}
+            }
+        }
+        groups.pop();
+        Ok(groups)
     }
 
     /// A change whose result nobody reads: inside a transaction it waits, to be sent with
@@ -309,7 +372,18 @@ impl Conn {
         Ok(())
     }
 
+    /// Sends the open transaction's BEGIN now, if it waits still.
+    pub fn start(&self) -> MetaResult<()> {
+        self.flush()
+    }
+
     fn flush(&self) -> MetaResult<()> {
+        if let Some(begin) = self.begin.borrow_mut().take() {
+            let pending = std::mem::take(&mut *self.pending.borrow_mut());
+            let groups = self.send_begin(&format!("{begin};\n{pending}"))?;
+            *self.opened.borrow_mut() = groups;
+            return Ok(());
+        }
         if self.pending.borrow().is_empty() {
             return Ok(());
         }
@@ -331,6 +405,11 @@ impl Conn {
     /// Statements without parameters, after any deferred ones, in one round trip.
     pub fn batch(&self, sql: &str) -> MetaResult<()> {
         let pending = std::mem::take(&mut *self.pending.borrow_mut());
+        if let Some(begin) = self.begin.borrow_mut().take() {
+            let groups = self.send_begin(&format!("{begin};\n{pending}{sql}"))?;
+            *self.opened.borrow_mut() = groups;
+            return Ok(());
+        }
         if pending.is_empty() {
             Ok(self.client()?.batch_execute(sql)?)
         } else {

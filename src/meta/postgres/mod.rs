@@ -11,10 +11,13 @@
 //!   every mount and host; readers are never blocked;
 //! - the tables, and what each row means, are those of the SQLite engine.
 
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+
 use crate::meta::{MetaError, MetaResult, MetaStore, Tx};
 use crate::policy::Rights;
 use crate::time::Nanos;
-use crate::types::{Kind, ROOT_INO};
+use crate::types::{Attr, Ino, Kind, ROOT_INO};
 
 pub mod catalog;
 pub mod conn;
@@ -227,11 +230,66 @@ pub(crate) fn create_tenant_space(
 pub struct PgMeta {
     conn: Conn,
     /// A write transaction is open (see `tx::keep`).
-    writing: std::cell::Cell<bool>,
-    /// Inodes (with their parent) this write transaction has read.
-    inodes: std::cell::RefCell<
-        std::collections::HashMap<crate::types::Ino, (crate::types::Attr, crate::types::Ino)>,
-    >,
+    writing: Cell<bool>,
+    /// Reads outside a write are in one [`Meta::read`](crate::meta::Meta::read) scope.
+    reading: Cell<bool>,
+    /// Inodes (with their parent) this write transaction or read scope has read.
+    inodes: RefCell<HashMap<Ino, (Attr, Ino)>>,
+    /// The tenant's counters as the write transaction found them when it took the `usage`
+    /// row, amended by its own changes (see [`Snap`]).
+    snap: RefCell<Option<Snap>>,
+    /// Inode numbers taken from the sequence and not used yet (see `insert_inode`).
+    free_inos: RefCell<Vec<Ino>>,
+}
+
+/// What every write transaction reads, fetched with its BEGIN: the tenant's usage and
+/// limits, whether anything is held, and the directories with a quota. Once the `usage`
+/// row is taken no other writer of the tenant runs, so only the transaction itself changes
+/// these, and each of its changes amends them here.
+#[derive(Debug, Clone, PartialEq)]
+struct Snap {
+    bytes: i64,
+    inodes: i64,
+    reserved: i64,
+    limits: (u64, u64),
+    /// Some `held` row exists (or this transaction wrote one).
+    held: bool,
+    /// `None` once this transaction changed the set: read again.
+    dir_quotas: Option<Vec<Ino>>,
+}
+
+/// The statements that open a write transaction; see [`Snap`].
+const BEGIN_WRITE: &str = "BEGIN;
+    SELECT u.bytes, u.inodes, u.reserved, COALESCE(q.max_bytes, 0), COALESCE(q.max_inodes, 0),
+           EXISTS(SELECT 1 FROM held), (SELECT string_agg(ino::TEXT, ',') FROM dir_quotas)
+    FROM usage u LEFT JOIN quotas q ON q.ino = 1 WHERE u.id = 1 FOR UPDATE OF u";
+
+impl Snap {
+    fn parse(r: &postgres::SimpleQueryRow) -> MetaResult<Snap> {
+        let num = |i: usize| -> MetaResult<i64> {
+            r.get(i).and_then(|v| v.parse().ok()).ok_or_else(|| {
+                MetaError::Engine(format!("usage column {i} is not a number").into())
+            })
+        };
+        let dir_quotas = match r.get(6) {
+            None | Some("") => Vec::new(),
+            Some(list) => list
+                .split(',')
+                .map(|v| {
+                    v.parse()
+                        .map_err(|_| MetaError::Engine("bad dir quota list".into()))
+                })
+                .collect::<MetaResult<_>>()?,
+        };
+        Ok(Snap {
+            bytes: num(0)?,
+            inodes: num(1)?,
+            reserved: num(2)?,
+            limits: (num(3)?.max(0) as u64, num(4)?.max(0) as u64),
+            held: r.get(5) != Some("f"),
+            dir_quotas: Some(dir_quotas),
+        })
+    }
 }
 
 impl PgMeta {
@@ -249,12 +307,30 @@ impl PgMeta {
         Ok(PgMeta {
             conn,
             writing: Default::default(),
+            reading: Default::default(),
             inodes: Default::default(),
+            snap: Default::default(),
+            free_inos: Default::default(),
         })
     }
 
     fn run_tx(&self, begin: &str, op: &mut dyn FnMut(&Tx<'_>) -> MetaResult<()>) -> MetaResult<()> {
         self.conn.transaction(begin, || op(self))
+    }
+
+    /// The write transaction's [`Snap`], which sends its BEGIN if nothing did yet.
+    fn snap<T>(&self, f: impl FnOnce(&mut Snap) -> T) -> MetaResult<T> {
+        let mut snap = self.snap.borrow_mut();
+        if snap.is_none() {
+            self.conn.start()?;
+            let opened = self.conn.opened();
+            let row = opened
+                .get(1)
+                .and_then(|g| g.first())
+                .ok_or_else(|| MetaError::Engine("the tenant has no usage row".into()))?;
+            *snap = Some(Snap::parse(row)?);
+        }
+        Ok(f(snap.as_mut().expect("just filled")))
     }
 
     /// Runs a statement as this tenant's session would, for tests of what the server lets
@@ -266,14 +342,17 @@ impl PgMeta {
 }
 
 impl MetaStore for PgMeta {
-    /// Takes the tenant's `usage` row in the same round trip as BEGIN, so write
-    /// transactions of a tenant run one at a time, across every mount and host.
+    /// Takes the tenant's `usage` row in the same round trip as BEGIN (and the
+    /// transaction's first read), so write transactions of a tenant run one at a time,
+    /// across every mount and host.
     fn write_op(&mut self, op: &mut dyn FnMut(&Tx<'_>) -> MetaResult<()>) -> MetaResult<()> {
         self.inodes.get_mut().clear();
+        *self.snap.get_mut() = None;
         self.writing.set(true);
-        let out = self.run_tx("BEGIN; SELECT 1 FROM usage WHERE id = 1 FOR UPDATE", op);
+        let out = self.run_tx(BEGIN_WRITE, op);
         self.writing.set(false);
         self.inodes.get_mut().clear();
+        *self.snap.get_mut() = None;
         out
     }
 
@@ -282,12 +361,20 @@ impl MetaStore for PgMeta {
     }
 
     /// Reads outside a write run one statement each: a read transaction would cost two
-    /// round trips more, for a consistency the callers of `Meta::read` do not need.
+    /// round trips more, for a consistency the callers of `Meta::read` do not need. What
+    /// the scope read is kept until it ends, as if read at one instant.
     fn begin_read(&self) -> bool {
-        false
+        if self.writing.get() || self.reading.get() {
+            return false;
+        }
+        self.reading.set(true);
+        true
     }
 
-    fn end_read(&self) {}
+    fn end_read(&self) {
+        self.reading.set(false);
+        self.inodes.borrow_mut().clear();
+    }
 
     fn tx(&self) -> &Tx<'_> {
         self
@@ -298,10 +385,7 @@ impl MetaStore for PgMeta {
     /// which a commit writes no record and waits for nothing.
     fn sync(&self) -> std::io::Result<()> {
         self.conn
-            .transaction(
-                "BEGIN; SET LOCAL synchronous_commit = on; SELECT txid_current()",
-                || Ok(()),
-            )
+            .batch("BEGIN; SET LOCAL synchronous_commit = on; SELECT txid_current(); COMMIT")
             .map_err(std::io::Error::other)
     }
 }

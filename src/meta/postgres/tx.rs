@@ -1,9 +1,9 @@
 //! The statements of a tenant's metadata in PostgreSQL: [`MetaTx`] over its session. Every
 //! column is a BIGINT; numbers the core keeps unsigned are stored as they are in SQLite.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
-use postgres::Row;
+use postgres::{Row, SimpleQueryRow};
 
 use crate::meta::{DirQuota, MetaError, MetaResult, MetaTx, NewInode, RawEntry, SessionTable};
 use crate::policy::{Entry, Groups, Rights};
@@ -51,21 +51,62 @@ fn ino(r: &Row, i: usize) -> MetaResult<Ino> {
 }
 
 fn attr(r: &Row) -> MetaResult<Attr> {
+    attr_at(r, 0)
+}
+
+/// An inode row's attributes from column `at` on (its parent follows them).
+fn attr_at(r: &Row, at: usize) -> MetaResult<Attr> {
     Ok(Attr {
-        ino: ino(r, 0)?,
-        kind: kind(r, 1)?,
-        perm: narrow(r, 2)?,
-        nlink: narrow(r, 3)?,
-        uid: narrow(r, 4)?,
-        gid: narrow(r, 5)?,
-        size: count(r, 6)?,
-        rdev: narrow(r, 7)?,
-        atime: int(r, 8)?,
-        mtime: int(r, 9)?,
-        ctime: int(r, 10)?,
-        crtime: int(r, 11)?,
-        blocks: count(r, 12)?,
+        ino: ino(r, at)?,
+        kind: kind(r, at + 1)?,
+        perm: narrow(r, at + 2)?,
+        nlink: narrow(r, at + 3)?,
+        uid: narrow(r, at + 4)?,
+        gid: narrow(r, at + 5)?,
+        size: count(r, at + 6)?,
+        rdev: narrow(r, at + 7)?,
+        atime: int(r, at + 8)?,
+        mtime: int(r, at + 9)?,
+        ctime: int(r, at + 10)?,
+        crtime: int(r, at + 11)?,
+        blocks: count(r, at + 12)?,
     })
+}
+
+/// [`attr`] from a text row of a simple query, its columns from `at` on.
+fn text_attr(r: &SimpleQueryRow, at: usize) -> MetaResult<Option<(Attr, Ino)>> {
+    let num = |i: usize| -> MetaResult<i64> {
+        r.get(at + i)
+            .ok_or(MetaError::Engine("an inode column is NULL".into()))?
+            .parse()
+            .map_err(|_| MetaError::Engine("an inode column is not a number".into()))
+    };
+    let small = |i: usize| -> MetaResult<u32> {
+        let v = num(i)?;
+        u32::try_from(v)
+            .map_err(|_| MetaError::Engine(format!("column {i} holds {v}, out of range").into()))
+    };
+    if r.get(at).is_none() {
+        return Ok(None);
+    }
+    let code = num(1)?;
+    let a = Attr {
+        ino: num(0)? as Ino,
+        kind: Kind::from_code(code)
+            .ok_or_else(|| MetaError::Engine(format!("unknown kind {code}").into()))?,
+        perm: u16::try_from(num(2)?).map_err(|_| MetaError::Engine("perm out of range".into()))?,
+        nlink: small(3)?,
+        uid: small(4)?,
+        gid: small(5)?,
+        size: num(6)?.max(0) as u64,
+        rdev: small(7)?,
+        atime: num(8)?,
+        mtime: num(9)?,
+        ctime: num(10)?,
+        crtime: num(11)?,
+        blocks: num(12)?.max(0) as u64,
+    };
+    Ok(Some((a, num(13)? as Ino)))
 }
 
 fn dir_quota(r: &Row) -> MetaResult<DirQuota> {
@@ -104,6 +145,13 @@ impl MetaTx for PgMeta {
         if let Some((a, _)) = self.cached(n) {
             return Ok(Some(a));
         }
+        let first = format!(
+            concat!("SELECT ", inode_cols!(), " FROM inodes WHERE ino = {}"),
+            lit(n)
+        );
+        if let Some(rows) = self.conn.first(&first)? {
+            return self.keep_text(rows.first(), 0);
+        }
         self.conn
             .row(
                 concat!("SELECT ", inode_cols!(), " FROM inodes WHERE ino = $1"),
@@ -122,7 +170,7 @@ impl MetaTx for PgMeta {
                 &[&ids],
             )?
             .iter()
-            .map(|r| attr(r).map(|a| (a.ino, a)))
+            .map(|r| self.keep(r).map(|a| (a.ino, a)))
             .collect()
     }
 
@@ -136,45 +184,88 @@ impl MetaTx for PgMeta {
             .transpose()
     }
 
-    /// One round trip: a join costs the server less than a second query costs the wire.
+    /// One round trip, which also reads the parent (kept with the rest, for the check that
+    /// it is a directory when the name is missing): a join costs the server less than a
+    /// second query costs the wire.
     fn lookup_attr(&self, parent: Ino, name: &[u8]) -> MetaResult<Option<Attr>> {
-        self.conn
-            .row(
-                "SELECT i.ino, i.kind, i.perm, i.nlink, i.uid, i.gid, i.size, i.rdev, i.atime,
-                        i.mtime, i.ctime, i.crtime, i.blocks, i.parent
-                 FROM entries e JOIN inodes i ON i.ino = e.ino
-                 WHERE e.parent = $1 AND e.name = $2",
-                &[&i(parent), &name],
-            )?
-            .as_ref()
-            .map(|r| self.keep(r))
-            .transpose()
+        macro_rules! lookup_sql {
+            ($p:literal, $n:literal) => {
+                concat!(
+                    "SELECT p.ino, p.kind, p.perm, p.nlink, p.uid, p.gid, p.size, p.rdev,
+                            p.atime, p.mtime, p.ctime, p.crtime, p.blocks, p.parent,
+                            i.ino, i.kind, i.perm, i.nlink, i.uid, i.gid, i.size, i.rdev,
+                            i.atime, i.mtime, i.ctime, i.crtime, i.blocks, i.parent
+                     FROM inodes p
+                     LEFT JOIN entries e ON e.parent = p.ino AND e.name = ",
+                    $n,
+                    " LEFT JOIN inodes i ON i.ino = e.ino WHERE p.ino = ",
+                    $p
+                )
+            };
+        }
+        if let Some(rows) =
+            self.conn
+                .first(&format!(lookup_sql!("{}", "{}"), lit(parent), lit(name)))?
+        {
+            let Some(r) = rows.first() else {
+                return Ok(None);
+            };
+            self.keep_text(Some(r), 0)?;
+            return self.keep_text(Some(r), 14);
+        }
+        let Some(r) = self
+            .conn
+            .row(lookup_sql!("$1", "$2"), &[&i(parent), &name])?
+        else {
+            return Ok(None);
+        };
+        self.keep_at(&r, 0)?;
+        if r.try_get::<_, Option<i64>>(14)?.is_none() {
+            return Ok(None);
+        }
+        self.keep_at(&r, 14).map(Some)
     }
 
+    /// The number comes from the session's stock (see `PgMeta::next_ino`), so the row can
+    /// wait for the COMMIT like any other change.
     fn insert_inode(&self, n: &NewInode<'_>) -> MetaResult<Ino> {
-        let nlink: i64 = if n.kind == Kind::Dir { 2 } else { 1 };
-        let size = n.target.map_or(0, |t| t.len() as i64);
-        let row = self.conn.one(
-            "INSERT INTO inodes(kind, perm, nlink, uid, gid, size, rdev, atime, mtime, ctime,
+        let nlink: u32 = if n.kind == Kind::Dir { 2 } else { 1 };
+        let size = n.target.map_or(0, |t| t.len() as u64);
+        let ino = self.next_ino()?;
+        let target = n.target.map_or("NULL".to_string(), |t| lit(t).to_string());
+        let owner = n.owner.map_or("NULL".to_string(), |o| lit(o).to_string());
+        self.conn.defer(format_args!(
+            "INSERT INTO inodes(ino, kind, perm, nlink, uid, gid, size, rdev, atime, mtime, ctime,
                                 crtime, parent, target, owner)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $8, $8, $9, $10, $11)
-             RETURNING ino, kind, perm, nlink, uid, gid, size, rdev, atime, mtime, ctime, crtime,
-                       blocks, parent",
-            &[
-                &n.kind.code(),
-                &i64::from(n.perm),
-                &nlink,
-                &i64::from(n.uid),
-                &i64::from(n.gid),
-                &size,
-                &i64::from(n.rdev),
-                &n.now,
-                &i(n.parent),
-                &n.target,
-                &n.owner,
-            ],
-        )?;
-        Ok(self.keep(&row)?.ino)
+             VALUES ({ino}, {}, {}, {nlink}, {}, {}, {size}, {}, {now}, {now}, {now}, {now}, {},
+                     {target}, {owner})",
+            n.kind.code(),
+            n.perm,
+            n.uid,
+            n.gid,
+            n.rdev,
+            lit(n.parent),
+            now = n.now,
+        ))?;
+        let a = Attr {
+            ino,
+            kind: n.kind,
+            perm: n.perm,
+            nlink,
+            uid: n.uid,
+            gid: n.gid,
+            size,
+            rdev: n.rdev,
+            atime: n.now,
+            mtime: n.now,
+            ctime: n.now,
+            crtime: n.now,
+            blocks: 0,
+        };
+        if self.writing.get() {
+            self.inodes.borrow_mut().insert(ino, (a, n.parent));
+        }
+        Ok(ino)
     }
 
     fn update_inode(&self, a: &Attr) -> MetaResult<()> {
@@ -362,6 +453,11 @@ impl MetaTx for PgMeta {
     /// Nine deletes and the gc row, in one statement.
     fn delete_inode(&self, n: Ino) -> MetaResult<()> {
         self.forget(n);
+        if self.writing.get()
+            && self.snap(|s| s.dir_quotas.as_ref().is_none_or(|q| q.contains(&n)))?
+        {
+            self.dir_quotas_changed()?;
+        }
         let n = lit(n);
         self.conn.defer(format_args!(
             "WITH i AS (DELETE FROM inodes WHERE ino = {n}),
@@ -401,17 +497,29 @@ impl MetaTx for PgMeta {
         if bytes == 0 && inodes == 0 {
             return Ok(());
         }
+        if self.writing.get() {
+            self.snap(|s| {
+                s.bytes += bytes;
+                s.inodes += inodes;
+            })?;
+        }
         self.conn.defer(format_args!(
             "UPDATE usage SET bytes = bytes + {bytes}, inodes = inodes + {inodes} WHERE id = 1"
         ))
     }
 
     fn limits(&self) -> MetaResult<(u64, u64)> {
+        if self.writing.get() {
+            return self.snap(|s| s.limits);
+        }
         self.pair("SELECT max_bytes, max_inodes FROM quotas WHERE ino = 1")
     }
 
     fn set_limits(&self, max_bytes: Option<u64>, max_inodes: Option<u64>) -> MetaResult<()> {
         let now = self.limits()?;
+        if self.writing.get() {
+            self.snap(|s| s.limits = (max_bytes.unwrap_or(now.0), max_inodes.unwrap_or(now.1)))?;
+        }
         self.conn.exec(
             "INSERT INTO quotas(ino, max_bytes, max_inodes) VALUES (1, $1, $2)
              ON CONFLICT(ino) DO UPDATE SET max_bytes = excluded.max_bytes,
@@ -486,6 +594,9 @@ impl MetaTx for PgMeta {
     }
 
     fn reserved(&self) -> MetaResult<u64> {
+        if self.writing.get() {
+            return self.snap(|s| s.reserved.max(0) as u64);
+        }
         count(
             &self
                 .conn
@@ -498,12 +609,18 @@ impl MetaTx for PgMeta {
         if bytes == 0 {
             return Ok(());
         }
+        if self.writing.get() {
+            self.snap(|s| s.reserved = (s.reserved + bytes).max(0))?;
+        }
         self.conn.defer(format_args!(
             "UPDATE usage SET reserved = GREATEST(0, reserved + {bytes}) WHERE id = 1"
         ))
     }
 
     fn held(&self, n: Ino, session: &str) -> MetaResult<u64> {
+        if !self.maybe_held()? {
+            return Ok(0);
+        }
         Ok(self
             .conn
             .row(
@@ -516,6 +633,9 @@ impl MetaTx for PgMeta {
     }
 
     fn set_held(&self, n: Ino, session: &str, bytes: u64) -> MetaResult<()> {
+        if self.writing.get() && bytes > 0 {
+            self.snap(|s| s.held = true)?;
+        }
         if bytes == 0 {
             self.conn.defer(format_args!(
                 "DELETE FROM held WHERE ino = {} AND session = {}",
@@ -534,6 +654,9 @@ impl MetaTx for PgMeta {
     }
 
     fn held_total(&self, n: Ino) -> MetaResult<u64> {
+        if !self.maybe_held()? {
+            return Ok(0);
+        }
         count(
             &self.conn.one(
                 "SELECT COALESCE(SUM(bytes), 0)::BIGINT FROM held WHERE ino = $1",
@@ -585,6 +708,11 @@ impl MetaTx for PgMeta {
     }
 
     fn has_dir_quotas(&self) -> MetaResult<bool> {
+        if self.writing.get()
+            && let Some(any) = self.snap(|s| s.dir_quotas.as_ref().map(|q| !q.is_empty()))?
+        {
+            return Ok(any);
+        }
         Ok(self
             .conn
             .one("SELECT EXISTS(SELECT 1 FROM dir_quotas)", &[])?
@@ -592,6 +720,11 @@ impl MetaTx for PgMeta {
     }
 
     fn dir_quota_inos(&self) -> MetaResult<Vec<Ino>> {
+        if self.writing.get()
+            && let Some(list) = self.snap(|s| s.dir_quotas.clone())?
+        {
+            return Ok(list);
+        }
         inos(self.conn.rows("SELECT ino FROM dir_quotas", &[])?)
     }
 
@@ -626,6 +759,7 @@ impl MetaTx for PgMeta {
     }
 
     fn put_dir_quota(&self, n: Ino, max_bytes: u64, max_inodes: u64) -> MetaResult<()> {
+        self.dir_quotas_changed()?;
         self.conn.exec(
             "INSERT INTO dir_quotas(ino, max_bytes, max_inodes) VALUES ($1, $2, $3)
              ON CONFLICT(ino) DO UPDATE SET max_bytes = excluded.max_bytes,
@@ -655,6 +789,7 @@ impl MetaTx for PgMeta {
     }
 
     fn remove_dir_quota(&self, n: Ino) -> MetaResult<bool> {
+        self.dir_quotas_changed()?;
         Ok(self
             .conn
             .exec("DELETE FROM dir_quotas WHERE ino = $1", &[&i(n)])?
@@ -709,6 +844,9 @@ impl MetaTx for PgMeta {
     }
 
     fn usage(&self) -> MetaResult<(u64, u64)> {
+        if self.writing.get() {
+            return self.snap(|s| (s.bytes.max(0) as u64, s.inodes.max(0) as u64));
+        }
         self.pair("SELECT bytes, inodes FROM usage WHERE id = 1")
     }
 
@@ -771,6 +909,15 @@ impl MetaTx for PgMeta {
             .conn
             .row("SELECT 1 FROM ghosts WHERE ino = $1", &[&i(n)])?
             .is_some())
+    }
+
+    fn ghosts_among(&self, inos: &[Ino]) -> MetaResult<HashSet<Ino>> {
+        let ids: Vec<i64> = inos.iter().map(|&n| i(n)).collect();
+        self.conn
+            .rows("SELECT ino FROM ghosts WHERE ino = ANY($1)", &[&ids])?
+            .iter()
+            .map(|r| ino(r, 0))
+            .collect()
     }
 
     fn all_ghosts(&self) -> MetaResult<Vec<Ino>> {
@@ -872,6 +1019,9 @@ impl MetaTx for PgMeta {
     }
 
     fn set_usage(&self, bytes: u64, inodes: u64) -> MetaResult<()> {
+        if self.writing.get() {
+            self.snap(|s| (s.bytes, s.inodes) = (i(bytes), i(inodes)))?;
+        }
         self.conn.exec(
             "UPDATE usage SET bytes = $1, inodes = $2 WHERE id = 1",
             &[&i(bytes), &i(inodes)],
@@ -1015,13 +1165,61 @@ impl PgMeta {
     /// transaction: no other writer of the tenant runs meanwhile (see `write_op`), so only
     /// this transaction's own changes can make it stale, and each of them amends or drops it.
     fn keep(&self, r: &Row) -> MetaResult<Attr> {
-        let a = attr(r)?;
-        if self.writing.get() {
+        self.keep_at(r, 0)
+    }
+
+    fn keep_at(&self, r: &Row, at: usize) -> MetaResult<Attr> {
+        let a = attr_at(r, at)?;
+        if self.writing.get() || self.reading.get() {
             self.inodes
                 .borrow_mut()
-                .insert(a.ino, (a.clone(), ino(r, 13)?));
+                .insert(a.ino, (a.clone(), ino(r, at + 13)?));
         }
         Ok(a)
+    }
+
+    /// [`PgMeta::keep`] for a text row (the first read of a write transaction).
+    fn keep_text(&self, r: Option<&SimpleQueryRow>, at: usize) -> MetaResult<Option<Attr>> {
+        let Some((a, parent)) = r.map(|r| text_attr(r, at)).transpose()?.flatten() else {
+            return Ok(None);
+        };
+        if self.writing.get() || self.reading.get() {
+            self.inodes.borrow_mut().insert(a.ino, (a.clone(), parent));
+        }
+        Ok(Some(a))
+    }
+
+    /// Whether any `held` row may exist: in a write transaction its [`Snap`] knows.
+    fn maybe_held(&self) -> MetaResult<bool> {
+        if self.writing.get() {
+            return self.snap(|s| s.held);
+        }
+        Ok(true)
+    }
+
+    fn dir_quotas_changed(&self) -> MetaResult<()> {
+        if self.writing.get() {
+            self.snap(|s| s.dir_quotas = None)?;
+        }
+        Ok(())
+    }
+
+    /// A number for a new inode. Numbers come from the table's sequence 64 at a time, one
+    /// round trip per 64 creates; a number taken and never used (a failed create, a session
+    /// that ends) is just a gap.
+    fn next_ino(&self) -> MetaResult<Ino> {
+        if let Some(n) = self.free_inos.borrow_mut().pop() {
+            return Ok(n);
+        }
+        let mut fresh = inos(self.conn.rows(
+            "SELECT nextval(pg_get_serial_sequence('inodes', 'ino'))
+             FROM generate_series(1, 64)",
+            &[],
+        )?)?;
+        fresh.sort_unstable_by(|a, b| b.cmp(a));
+        let n = fresh.pop().expect("64 numbers");
+        *self.free_inos.borrow_mut() = fresh;
+        Ok(n)
     }
 
     fn amend(&self, n: Ino, f: impl FnOnce(&mut Attr)) {
