@@ -7,12 +7,12 @@
 
 use std::path::Path;
 
-use postgres::types::{ToSql, Type};
 use rusqlite::types::Value;
+use tokio_postgres::types::{ToSql, Type};
 
 use super::MetaResult;
 use super::postgres::catalog::{PgCatalog, catalog_ddl};
-use super::postgres::conn::{Conn, Target};
+use super::postgres::conn::{Begin, Conn, Target};
 use super::postgres::{TenantSpace, create_tenant_space};
 use super::sqlite::SqliteMeta;
 
@@ -77,7 +77,7 @@ pub fn to_postgres(
     let conn = Conn::open(target, String::new())?;
     PgCatalog::require_empty(&conn, target)?;
     let mut done = 0;
-    conn.transaction("BEGIN", || {
+    conn.transaction(Begin::PLAIN, || {
         conn.batch(&catalog_ddl())?;
         PgCatalog::write_info(&conn, tag, content_dir)?;
         let mut step = |n: u64| {

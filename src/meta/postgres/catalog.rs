@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use crate::meta::catalog::{CatalogStore, KeyMatch, KeyRecord, KeyStanding, Keys, TenantRecord};
 use crate::meta::{MetaError, MetaResult};
 
-use super::conn::{Conn, Target};
+use super::conn::{Begin, Conn, Target};
 use super::{CATALOG_SCHEMA, Root, SCHEMA_VERSION, TenantSpace, create_tenant_space};
 
 const SCHEMA: &str = "
@@ -211,7 +211,7 @@ impl PgCatalog {
 
     /// Records a tenant and makes its schema, role and root in one transaction.
     pub fn create_tenant(&self, id: &str, name: &str, at: i64, root: &Root) -> MetaResult<()> {
-        self.conn.transaction("BEGIN", || {
+        self.conn.transaction(Begin::PLAIN, || {
             let space = PgCatalog::insert_tenant_row(&self.conn, &self.info.tag, id, name, at)?;
             create_tenant_space(&self.conn, &space, Some(root))
         })

@@ -23,8 +23,8 @@ pub mod catalog;
 pub mod conn;
 mod tx;
 
-use conn::Conn;
 pub use conn::Target;
+use conn::{Begin, Conn};
 
 /// The version of the tables this build reads and writes, catalog and tenants alike.
 pub const SCHEMA_VERSION: i64 = 1;
@@ -258,36 +258,30 @@ struct Snap {
     dir_quotas: Option<Vec<Ino>>,
 }
 
-/// The statements that open a write transaction; see [`Snap`].
-const BEGIN_WRITE: &str = "BEGIN;
-    SELECT u.bytes, u.inodes, u.reserved, COALESCE(q.max_bytes, 0), COALESCE(q.max_inodes, 0),
-           EXISTS(SELECT 1 FROM held), (SELECT string_agg(ino::TEXT, ',') FROM dir_quotas)
-    FROM usage u LEFT JOIN quotas q ON q.ino = 1 WHERE u.id = 1 FOR UPDATE OF u";
+/// How a write transaction opens: it takes the tenant's `usage` row, with what [`Snap`]
+/// holds, in the same round trip as its BEGIN and its first request.
+const BEGIN_WRITE: Begin = Begin {
+    begin: "BEGIN",
+    query: Some(
+        "SELECT u.bytes, u.inodes, u.reserved, COALESCE(q.max_bytes, 0), COALESCE(q.max_inodes, 0),
+                EXISTS(SELECT 1 FROM held), ARRAY(SELECT ino FROM dir_quotas)
+         FROM usage u LEFT JOIN quotas q ON q.ino = 1 WHERE u.id = 1 FOR UPDATE OF u",
+    ),
+};
 
 impl Snap {
-    fn parse(r: &postgres::SimpleQueryRow) -> MetaResult<Snap> {
-        let num = |i: usize| -> MetaResult<i64> {
-            r.get(i).and_then(|v| v.parse().ok()).ok_or_else(|| {
-                MetaError::Engine(format!("usage column {i} is not a number").into())
-            })
-        };
-        let dir_quotas = match r.get(6) {
-            None | Some("") => Vec::new(),
-            Some(list) => list
-                .split(',')
-                .map(|v| {
-                    v.parse()
-                        .map_err(|_| MetaError::Engine("bad dir quota list".into()))
-                })
-                .collect::<MetaResult<_>>()?,
-        };
+    fn parse(r: &tokio_postgres::Row) -> MetaResult<Snap> {
+        let dir_quotas: Vec<i64> = r.try_get(6)?;
         Ok(Snap {
-            bytes: num(0)?,
-            inodes: num(1)?,
-            reserved: num(2)?,
-            limits: (num(3)?.max(0) as u64, num(4)?.max(0) as u64),
-            held: r.get(5) != Some("f"),
-            dir_quotas: Some(dir_quotas),
+            bytes: r.try_get(0)?,
+            inodes: r.try_get(1)?,
+            reserved: r.try_get(2)?,
+            limits: (
+                r.try_get::<_, i64>(3)?.max(0) as u64,
+                r.try_get::<_, i64>(4)?.max(0) as u64,
+            ),
+            held: r.try_get(5)?,
+            dir_quotas: Some(dir_quotas.into_iter().map(|n| n as Ino).collect()),
         })
     }
 }
@@ -314,7 +308,11 @@ impl PgMeta {
         })
     }
 
-    fn run_tx(&self, begin: &str, op: &mut dyn FnMut(&Tx<'_>) -> MetaResult<()>) -> MetaResult<()> {
+    fn run_tx(
+        &self,
+        begin: Begin,
+        op: &mut dyn FnMut(&Tx<'_>) -> MetaResult<()>,
+    ) -> MetaResult<()> {
         self.conn.transaction(begin, || op(self))
     }
 
@@ -325,8 +323,7 @@ impl PgMeta {
             self.conn.start()?;
             let opened = self.conn.opened();
             let row = opened
-                .get(1)
-                .and_then(|g| g.first())
+                .first()
                 .ok_or_else(|| MetaError::Engine("the tenant has no usage row".into()))?;
             *snap = Some(Snap::parse(row)?);
         }
@@ -357,7 +354,11 @@ impl MetaStore for PgMeta {
     }
 
     fn snapshot_op(&mut self, op: &mut dyn FnMut(&Tx<'_>) -> MetaResult<()>) -> MetaResult<()> {
-        self.run_tx("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", op)
+        let begin = Begin {
+            begin: "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+            query: None,
+        };
+        self.run_tx(begin, op)
     }
 
     /// Reads outside a write run one statement each: a read transaction would cost two

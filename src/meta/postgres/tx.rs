@@ -3,7 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use postgres::{Row, SimpleQueryRow};
+use tokio_postgres::Row;
 
 use crate::meta::{DirQuota, MetaError, MetaResult, MetaTx, NewInode, RawEntry, SessionTable};
 use crate::policy::{Entry, Groups, Rights};
@@ -11,7 +11,7 @@ use crate::time::Nanos;
 use crate::types::{Attr, DirEntry, Extent, Ino, Kind, ROOT_INO};
 
 use super::PgMeta;
-use super::conn::lit;
+use super::conn::args;
 
 macro_rules! inode_cols {
     () => {
@@ -73,42 +73,6 @@ fn attr_at(r: &Row, at: usize) -> MetaResult<Attr> {
     })
 }
 
-/// [`attr`] from a text row of a simple query, its columns from `at` on.
-fn text_attr(r: &SimpleQueryRow, at: usize) -> MetaResult<Option<(Attr, Ino)>> {
-    let num = |i: usize| -> MetaResult<i64> {
-        r.get(at + i)
-            .ok_or(MetaError::Engine("an inode column is NULL".into()))?
-            .parse()
-            .map_err(|_| MetaError::Engine("an inode column is not a number".into()))
-    };
-    let small = |i: usize| -> MetaResult<u32> {
-        let v = num(i)?;
-        u32::try_from(v)
-            .map_err(|_| MetaError::Engine(format!("column {i} holds {v}, out of range").into()))
-    };
-    if r.get(at).is_none() {
-        return Ok(None);
-    }
-    let code = num(1)?;
-    let a = Attr {
-        ino: num(0)? as Ino,
-        kind: Kind::from_code(code)
-            .ok_or_else(|| MetaError::Engine(format!("unknown kind {code}").into()))?,
-        perm: u16::try_from(num(2)?).map_err(|_| MetaError::Engine("perm out of range".into()))?,
-        nlink: small(3)?,
-        uid: small(4)?,
-        gid: small(5)?,
-        size: num(6)?.max(0) as u64,
-        rdev: small(7)?,
-        atime: num(8)?,
-        mtime: num(9)?,
-        ctime: num(10)?,
-        crtime: num(11)?,
-        blocks: num(12)?.max(0) as u64,
-    };
-    Ok(Some((a, num(13)? as Ino)))
-}
-
 fn dir_quota(r: &Row) -> MetaResult<DirQuota> {
     Ok(DirQuota {
         ino: ino(r, 0)?,
@@ -144,13 +108,6 @@ impl MetaTx for PgMeta {
     fn inode(&self, n: Ino) -> MetaResult<Option<Attr>> {
         if let Some((a, _)) = self.cached(n) {
             return Ok(Some(a));
-        }
-        let first = format!(
-            concat!("SELECT ", inode_cols!(), " FROM inodes WHERE ino = {}"),
-            lit(n)
-        );
-        if let Some(rows) = self.conn.first(&first)? {
-            return self.keep_text(rows.first(), 0);
         }
         self.conn
             .row(
@@ -188,35 +145,14 @@ impl MetaTx for PgMeta {
     /// it is a directory when the name is missing): a join costs the server less than a
     /// second query costs the wire.
     fn lookup_attr(&self, parent: Ino, name: &[u8]) -> MetaResult<Option<Attr>> {
-        macro_rules! lookup_sql {
-            ($p:literal, $n:literal) => {
-                concat!(
-                    "SELECT p.ino, p.kind, p.perm, p.nlink, p.uid, p.gid, p.size, p.rdev,
-                            p.atime, p.mtime, p.ctime, p.crtime, p.blocks, p.parent,
-                            i.ino, i.kind, i.perm, i.nlink, i.uid, i.gid, i.size, i.rdev,
-                            i.atime, i.mtime, i.ctime, i.crtime, i.blocks, i.parent
-                     FROM inodes p
-                     LEFT JOIN entries e ON e.parent = p.ino AND e.name = ",
-                    $n,
-                    " LEFT JOIN inodes i ON i.ino = e.ino WHERE p.ino = ",
-                    $p
-                )
-            };
-        }
-        if let Some(rows) =
-            self.conn
-                .first(&format!(lookup_sql!("{}", "{}"), lit(parent), lit(name)))?
-        {
-            let Some(r) = rows.first() else {
-                return Ok(None);
-            };
-            self.keep_text(Some(r), 0)?;
-            return self.keep_text(Some(r), 14);
-        }
-        let Some(r) = self
-            .conn
-            .row(lookup_sql!("$1", "$2"), &[&i(parent), &name])?
-        else {
+        let sql = "SELECT p.ino, p.kind, p.perm, p.nlink, p.uid, p.gid, p.size, p.rdev,
+                          p.atime, p.mtime, p.ctime, p.crtime, p.blocks, p.parent,
+                          i.ino, i.kind, i.perm, i.nlink, i.uid, i.gid, i.size, i.rdev,
+                          i.atime, i.mtime, i.ctime, i.crtime, i.blocks, i.parent
+                   FROM inodes p
+                   LEFT JOIN entries e ON e.parent = p.ino AND e.name = $2
+                   LEFT JOIN inodes i ON i.ino = e.ino WHERE p.ino = $1";
+        let Some(r) = self.conn.row(sql, &[&i(parent), &name])? else {
             return Ok(None);
         };
         self.keep_at(&r, 0)?;
@@ -232,21 +168,25 @@ impl MetaTx for PgMeta {
         let nlink: u32 = if n.kind == Kind::Dir { 2 } else { 1 };
         let size = n.target.map_or(0, |t| t.len() as u64);
         let ino = self.next_ino()?;
-        let target = n.target.map_or("NULL".to_string(), |t| lit(t).to_string());
-        let owner = n.owner.map_or("NULL".to_string(), |o| lit(o).to_string());
-        self.conn.defer(format_args!(
+        self.conn.defer(
             "INSERT INTO inodes(ino, kind, perm, nlink, uid, gid, size, rdev, atime, mtime, ctime,
                                 crtime, parent, target, owner)
-             VALUES ({ino}, {}, {}, {nlink}, {}, {}, {size}, {}, {now}, {now}, {now}, {now}, {},
-                     {target}, {owner})",
-            n.kind.code(),
-            n.perm,
-            n.uid,
-            n.gid,
-            n.rdev,
-            lit(n.parent),
-            now = n.now,
-        ))?;
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $9, $9, $10, $11, $12)",
+            args![
+                i(ino),
+                n.kind.code(),
+                i64::from(n.perm),
+                i64::from(nlink),
+                i64::from(n.uid),
+                i64::from(n.gid),
+                i(size),
+                i64::from(n.rdev),
+                n.now,
+                i(n.parent),
+                n.target.map(<[u8]>::to_vec),
+                n.owner.map(str::to_string),
+            ],
+        )?;
         let a = Attr {
             ino,
             kind: n.kind,
@@ -270,50 +210,51 @@ impl MetaTx for PgMeta {
 
     fn update_inode(&self, a: &Attr) -> MetaResult<()> {
         self.forget(a.ino);
-        self.conn.defer(format_args!(
-            "UPDATE inodes SET perm = {}, uid = {}, gid = {}, atime = {}, mtime = {}, ctime = {}
-             WHERE ino = {}",
-            a.perm,
-            a.uid,
-            a.gid,
-            a.atime,
-            a.mtime,
-            a.ctime,
-            lit(a.ino)
-        ))
+        self.conn.defer(
+            "UPDATE inodes SET perm = $2, uid = $3, gid = $4, atime = $5, mtime = $6, ctime = $7
+             WHERE ino = $1",
+            args![
+                i(a.ino),
+                i64::from(a.perm),
+                i64::from(a.uid),
+                i64::from(a.gid),
+                a.atime,
+                a.mtime,
+                a.ctime
+            ],
+        )
     }
 
     fn touch(&self, n: Ino, now: Nanos) -> MetaResult<()> {
         self.amend(n, |a| (a.mtime, a.ctime) = (now, now));
-        self.conn.defer(format_args!(
-            "UPDATE inodes SET mtime = {now}, ctime = {now} WHERE ino = {}",
-            lit(n)
-        ))
+        self.conn.defer(
+            "UPDATE inodes SET mtime = $2, ctime = $2 WHERE ino = $1",
+            args![i(n), now],
+        )
     }
 
     fn set_ctime(&self, n: Ino, now: Nanos) -> MetaResult<()> {
         self.amend(n, |a| a.ctime = now);
-        self.conn.defer(format_args!(
-            "UPDATE inodes SET ctime = {now} WHERE ino = {}",
-            lit(n)
-        ))
+        self.conn.defer(
+            "UPDATE inodes SET ctime = $2 WHERE ino = $1",
+            args![i(n), now],
+        )
     }
 
     fn add_nlink(&self, n: Ino, delta: i64) -> MetaResult<()> {
         self.forget(n);
-        self.conn.defer(format_args!(
-            "UPDATE inodes SET nlink = nlink + {delta} WHERE ino = {}",
-            lit(n)
-        ))
+        self.conn.defer(
+            "UPDATE inodes SET nlink = nlink + $2 WHERE ino = $1",
+            args![i(n), delta],
+        )
     }
 
     fn set_parent(&self, n: Ino, parent: Ino) -> MetaResult<()> {
         self.forget(n);
-        self.conn.defer(format_args!(
-            "UPDATE inodes SET parent = {} WHERE ino = {}",
-            lit(parent),
-            lit(n)
-        ))
+        self.conn.defer(
+            "UPDATE inodes SET parent = $2 WHERE ino = $1",
+            args![i(n), i(parent)],
+        )
     }
 
     fn dir_parent(&self, n: Ino) -> MetaResult<Option<Ino>> {
@@ -373,31 +314,24 @@ impl MetaTx for PgMeta {
     }
 
     fn insert_entry(&self, parent: Ino, name: &[u8], n: Ino, k: Kind) -> MetaResult<()> {
-        self.conn.defer(format_args!(
-            "INSERT INTO entries(parent, name, ino, kind) VALUES ({}, {}, {}, {})",
-            lit(parent),
-            lit(name),
-            lit(n),
-            k.code()
-        ))
+        self.conn.defer(
+            "INSERT INTO entries(parent, name, ino, kind) VALUES ($1, $2, $3, $4)",
+            args![i(parent), name.to_vec(), i(n), k.code()],
+        )
     }
 
     fn delete_entry(&self, parent: Ino, name: &[u8]) -> MetaResult<()> {
-        self.conn.defer(format_args!(
-            "DELETE FROM entries WHERE parent = {} AND name = {}",
-            lit(parent),
-            lit(name)
-        ))
+        self.conn.defer(
+            "DELETE FROM entries WHERE parent = $1 AND name = $2",
+            args![i(parent), name.to_vec()],
+        )
     }
 
     fn repoint_entry(&self, parent: Ino, name: &[u8], n: Ino, k: Kind) -> MetaResult<()> {
-        self.conn.defer(format_args!(
-            "UPDATE entries SET ino = {}, kind = {} WHERE parent = {} AND name = {}",
-            lit(n),
-            k.code(),
-            lit(parent),
-            lit(name)
-        ))
+        self.conn.defer(
+            "UPDATE entries SET ino = $3, kind = $4 WHERE parent = $1 AND name = $2",
+            args![i(parent), name.to_vec(), i(n), k.code()],
+        )
     }
 
     fn move_entry(
@@ -407,13 +341,10 @@ impl MetaTx for PgMeta {
         new_parent: Ino,
         new_name: &[u8],
     ) -> MetaResult<()> {
-        self.conn.defer(format_args!(
-            "UPDATE entries SET parent = {}, name = {} WHERE parent = {} AND name = {}",
-            lit(new_parent),
-            lit(new_name),
-            lit(parent),
-            lit(name)
-        ))
+        self.conn.defer(
+            "UPDATE entries SET parent = $3, name = $4 WHERE parent = $1 AND name = $2",
+            args![i(parent), name.to_vec(), i(new_parent), new_name.to_vec()],
+        )
     }
 
     fn has_entries(&self, dir: Ino) -> MetaResult<bool> {
@@ -458,39 +389,42 @@ impl MetaTx for PgMeta {
         {
             self.dir_quotas_changed()?;
         }
-        let n = lit(n);
-        self.conn.defer(format_args!(
-            "WITH i AS (DELETE FROM inodes WHERE ino = {n}),
-                  x AS (DELETE FROM xattrs WHERE ino = {n}),
-                  w AS (DELETE FROM writers WHERE ino = {n}),
-                  o AS (DELETE FROM orphans WHERE ino = {n}),
-                  g AS (DELETE FROM ghosts WHERE ino = {n}),
-                  a AS (DELETE FROM acl WHERE ino = {n}),
-                  l AS (DELETE FROM links WHERE ino = {n}),
-                  h AS (DELETE FROM held WHERE ino = {n}),
-                  q AS (DELETE FROM dir_quotas WHERE ino = {n})
-             INSERT INTO gc(ino) VALUES ({n}) ON CONFLICT DO NOTHING"
-        ))
+        self.conn.defer(
+            "WITH i AS (DELETE FROM inodes WHERE ino = $1),
+                  x AS (DELETE FROM xattrs WHERE ino = $1),
+                  w AS (DELETE FROM writers WHERE ino = $1),
+                  o AS (DELETE FROM orphans WHERE ino = $1),
+                  g AS (DELETE FROM ghosts WHERE ino = $1),
+                  a AS (DELETE FROM acl WHERE ino = $1),
+                  l AS (DELETE FROM links WHERE ino = $1),
+                  h AS (DELETE FROM held WHERE ino = $1),
+                  q AS (DELETE FROM dir_quotas WHERE ino = $1)
+             INSERT INTO gc(ino) VALUES ($1) ON CONFLICT DO NOTHING",
+            args![i(n)],
+        )
     }
 
     fn set_atime_if_older(&self, n: Ino, atime: Nanos) -> MetaResult<()> {
         self.forget(n);
-        self.conn.defer(format_args!(
-            "UPDATE inodes SET atime = {atime} WHERE ino = {} AND atime < {atime}",
-            lit(n)
-        ))
+        self.conn.defer(
+            "UPDATE inodes SET atime = $2 WHERE ino = $1 AND atime < $2",
+            args![i(n), atime],
+        )
     }
 
     fn mark_gc(&self, n: Ino) -> MetaResult<()> {
-        self.conn.defer(format_args!(
-            "INSERT INTO gc(ino) VALUES ({}) ON CONFLICT DO NOTHING",
-            lit(n)
-        ))
+        self.conn.defer(
+            "INSERT INTO gc(ino) VALUES ($1) ON CONFLICT DO NOTHING",
+            args![i(n)],
+        )
     }
 
     fn clear_held(&self, n: Ino) -> MetaResult<()> {
+        if !self.maybe_held()? {
+            return Ok(());
+        }
         self.conn
-            .defer(format_args!("DELETE FROM held WHERE ino = {}", lit(n)))
+            .defer("DELETE FROM held WHERE ino = $1", args![i(n)])
     }
 
     fn add_usage(&self, bytes: i64, inodes: i64) -> MetaResult<()> {
@@ -503,9 +437,10 @@ impl MetaTx for PgMeta {
                 s.inodes += inodes;
             })?;
         }
-        self.conn.defer(format_args!(
-            "UPDATE usage SET bytes = bytes + {bytes}, inodes = inodes + {inodes} WHERE id = 1"
-        ))
+        self.conn.defer(
+            "UPDATE usage SET bytes = bytes + $1, inodes = inodes + $2 WHERE id = 1",
+            args![bytes, inodes],
+        )
     }
 
     fn limits(&self) -> MetaResult<(u64, u64)> {
@@ -612,9 +547,10 @@ impl MetaTx for PgMeta {
         if self.writing.get() {
             self.snap(|s| s.reserved = (s.reserved + bytes).max(0))?;
         }
-        self.conn.defer(format_args!(
-            "UPDATE usage SET reserved = GREATEST(0, reserved + {bytes}) WHERE id = 1"
-        ))
+        self.conn.defer(
+            "UPDATE usage SET reserved = GREATEST(0, reserved + $1) WHERE id = 1",
+            args![bytes],
+        )
     }
 
     fn held(&self, n: Ino, session: &str) -> MetaResult<u64> {
@@ -637,19 +573,16 @@ impl MetaTx for PgMeta {
             self.snap(|s| s.held = true)?;
         }
         if bytes == 0 {
-            self.conn.defer(format_args!(
-                "DELETE FROM held WHERE ino = {} AND session = {}",
-                lit(n),
-                lit(session)
-            ))
+            self.conn.defer(
+                "DELETE FROM held WHERE ino = $1 AND session = $2",
+                args![i(n), session.to_string()],
+            )
         } else {
-            self.conn.defer(format_args!(
-                "INSERT INTO held(ino, session, bytes) VALUES ({}, {}, {})
+            self.conn.defer(
+                "INSERT INTO held(ino, session, bytes) VALUES ($1, $2, $3)
                  ON CONFLICT(ino, session) DO UPDATE SET bytes = excluded.bytes",
-                lit(n),
-                lit(session),
-                lit(bytes)
-            ))
+                args![i(n), session.to_string(), i(bytes)],
+            )
         }
     }
 
@@ -770,22 +703,19 @@ impl MetaTx for PgMeta {
     }
 
     fn set_dir_usage(&self, n: Ino, bytes: u64, inodes: u64, reserved: u64) -> MetaResult<()> {
-        self.conn.defer(format_args!(
-            "UPDATE dir_quotas SET bytes = {}, inodes = {}, reserved = {} WHERE ino = {}",
-            lit(bytes),
-            lit(inodes),
-            lit(reserved),
-            lit(n)
-        ))
+        self.conn.defer(
+            "UPDATE dir_quotas SET bytes = $2, inodes = $3, reserved = $4 WHERE ino = $1",
+            args![i(n), i(bytes), i(inodes), i(reserved)],
+        )
     }
 
     fn add_dir_usage(&self, n: Ino, bytes: i64, inodes: i64, reserved: i64) -> MetaResult<()> {
-        self.conn.defer(format_args!(
-            "UPDATE dir_quotas SET bytes = GREATEST(0, bytes + {bytes}),
-                 inodes = GREATEST(0, inodes + {inodes}), reserved = GREATEST(0, reserved + {reserved})
-             WHERE ino = {}",
-            lit(n)
-        ))
+        self.conn.defer(
+            "UPDATE dir_quotas SET bytes = GREATEST(0, bytes + $2),
+                 inodes = GREATEST(0, inodes + $3), reserved = GREATEST(0, reserved + $4)
+             WHERE ino = $1",
+            args![i(n), bytes, inodes, reserved],
+        )
     }
 
     fn remove_dir_quota(&self, n: Ino) -> MetaResult<bool> {
@@ -806,17 +736,21 @@ impl MetaTx for PgMeta {
 
     /// Two statements, as one statement cannot both change a row and delete it.
     fn add_link(&self, n: Ino, parent: Ino, delta: i64) -> MetaResult<()> {
-        let (n, parent) = (lit(n), lit(parent));
-        self.conn.defer(format_args!(
-            "INSERT INTO links AS l(ino, parent, n) VALUES ({n}, {parent}, {delta})
-             ON CONFLICT(ino, parent) DO UPDATE SET n = l.n + excluded.n;
-             DELETE FROM links WHERE ino = {n} AND parent = {parent} AND n <= 0"
-        ))
+        let (n, parent) = (i(n), i(parent));
+        self.conn.defer(
+            "INSERT INTO links AS l(ino, parent, n) VALUES ($1, $2, $3)
+             ON CONFLICT(ino, parent) DO UPDATE SET n = l.n + excluded.n",
+            args![n, parent, delta],
+        )?;
+        self.conn.defer(
+            "DELETE FROM links WHERE ino = $1 AND parent = $2 AND n <= 0",
+            args![n, parent],
+        )
     }
 
     fn clear_links(&self, n: Ino) -> MetaResult<()> {
         self.conn
-            .defer(format_args!("DELETE FROM links WHERE ino = {}", lit(n)))
+            .defer("DELETE FROM links WHERE ino = $1", args![i(n)])
     }
 
     fn all_links(&self) -> MetaResult<Vec<(Ino, Ino, u32)>> {
@@ -862,13 +796,11 @@ impl MetaTx for PgMeta {
     }
 
     fn set_xattr(&self, n: Ino, name: &[u8], value: &[u8]) -> MetaResult<()> {
-        self.conn.defer(format_args!(
-            "INSERT INTO xattrs(ino, name, value) VALUES ({}, {}, {})
+        self.conn.defer(
+            "INSERT INTO xattrs(ino, name, value) VALUES ($1, $2, $3)
              ON CONFLICT(ino, name) DO UPDATE SET value = excluded.value",
-            lit(n),
-            lit(name),
-            lit(value)
-        ))
+            args![i(n), name.to_vec(), value.to_vec()],
+        )
     }
 
     fn remove_xattr(&self, n: Ino, name: &[u8]) -> MetaResult<bool> {
@@ -890,18 +822,17 @@ impl MetaTx for PgMeta {
     }
 
     fn mark_writer(&self, n: Ino, session: &str) -> MetaResult<()> {
-        self.conn.defer(format_args!(
-            "INSERT INTO writers(ino, session) VALUES ({}, {}) ON CONFLICT DO NOTHING",
-            lit(n),
-            lit(session)
-        ))
+        self.conn.defer(
+            "INSERT INTO writers(ino, session) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            args![i(n), session.to_string()],
+        )
     }
 
     fn add_ghost(&self, n: Ino) -> MetaResult<()> {
-        self.conn.defer(format_args!(
-            "INSERT INTO ghosts(ino) VALUES ({}) ON CONFLICT DO NOTHING",
-            lit(n)
-        ))
+        self.conn.defer(
+            "INSERT INTO ghosts(ino) VALUES ($1) ON CONFLICT DO NOTHING",
+            args![i(n)],
+        )
     }
 
     fn is_ghost(&self, n: Ino) -> MetaResult<bool> {
@@ -925,11 +856,10 @@ impl MetaTx for PgMeta {
     }
 
     fn add_orphan(&self, n: Ino, session: &str) -> MetaResult<()> {
-        self.conn.defer(format_args!(
-            "INSERT INTO orphans(ino, session) VALUES ({}, {}) ON CONFLICT DO NOTHING",
-            lit(n),
-            lit(session)
-        ))
+        self.conn.defer(
+            "INSERT INTO orphans(ino, session) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            args![i(n), session.to_string()],
+        )
     }
 
     fn sessions_with_state(&self) -> MetaResult<Vec<String>> {
@@ -1002,10 +932,10 @@ impl MetaTx for PgMeta {
 
     fn set_nlink(&self, n: Ino, nlink: u32) -> MetaResult<()> {
         self.forget(n);
-        self.conn.defer(format_args!(
-            "UPDATE inodes SET nlink = {nlink} WHERE ino = {}",
-            lit(n)
-        ))
+        self.conn.defer(
+            "UPDATE inodes SET nlink = $2 WHERE ino = $1",
+            args![i(n), i64::from(nlink)],
+        )
     }
 
     fn computed_usage(&self) -> MetaResult<(u64, u64)> {
@@ -1134,15 +1064,17 @@ impl MetaTx for PgMeta {
     }
 
     fn bump_tree(&self) -> MetaResult<()> {
-        self.conn.defer(format_args!(
-            "UPDATE info SET value = value + 1 WHERE key = 'tree_version'"
-        ))
+        self.conn.defer(
+            "UPDATE info SET value = value + 1 WHERE key = 'tree_version'",
+            args![],
+        )
     }
 
     fn bump_policy(&self) -> MetaResult<()> {
-        self.conn.defer(format_args!(
-            "UPDATE info SET value = value + 1 WHERE key = 'policy_version'"
-        ))
+        self.conn.defer(
+            "UPDATE info SET value = value + 1 WHERE key = 'policy_version'",
+            args![],
+        )
     }
 
     fn gc_pending(&self) -> MetaResult<Vec<Ino>> {
@@ -1151,7 +1083,7 @@ impl MetaTx for PgMeta {
 
     fn gc_done(&self, n: Ino) -> MetaResult<()> {
         self.conn
-            .defer(format_args!("DELETE FROM gc WHERE ino = {}", lit(n)))
+            .defer("DELETE FROM gc WHERE ino = $1", args![i(n)])
     }
 }
 
@@ -1176,17 +1108,6 @@ impl PgMeta {
                 .insert(a.ino, (a.clone(), ino(r, at + 13)?));
         }
         Ok(a)
-    }
-
-    /// [`PgMeta::keep`] for a text row (the first read of a write transaction).
-    fn keep_text(&self, r: Option<&SimpleQueryRow>, at: usize) -> MetaResult<Option<Attr>> {
-        let Some((a, parent)) = r.map(|r| text_attr(r, at)).transpose()?.flatten() else {
-            return Ok(None);
-        };
-        if self.writing.get() || self.reading.get() {
-            self.inodes.borrow_mut().insert(a.ino, (a.clone(), parent));
-        }
-        Ok(Some(a))
     }
 
     /// Whether any `held` row may exist: in a write transaction its [`Snap`] knows.
