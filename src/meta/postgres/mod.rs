@@ -449,4 +449,91 @@ mod tests {
             assert!(err.contains("42501"), "{stray}: {err}");
         }
     }
+
+    /// A write reads the tenant's counters with its BEGIN and amends them with its own
+    /// changes; the next write reads them again, so another session's changes count.
+    #[test]
+    fn a_write_keeps_the_counters_it_read_with_its_begin_exact() {
+        use crate::meta::NewInode;
+        let Some((target, db)) = database() else {
+            return;
+        };
+        let dir = tempfile::tempdir().unwrap();
+        PgCatalog::init(&target, &db, dir.path()).unwrap();
+        let catalog = PgCatalog::open(&target).unwrap();
+        let root = Root {
+            uid: 0,
+            gid: 0,
+            now: 1,
+            private: true,
+        };
+        catalog.create_tenant("acme", "Acme", 1, &root).unwrap();
+        let space = catalog.space("acme").unwrap().unwrap();
+        let mut s = PgMeta::open(&target, &space).unwrap();
+        let mut other = PgMeta::open(&target, &space).unwrap();
+        let node = |now| NewInode {
+            kind: Kind::File,
+            perm: 0o644,
+            uid: 7,
+            gid: 8,
+            rdev: 0,
+            now,
+            parent: ROOT_INO,
+            target: None,
+            owner: Some("user:alice"),
+        };
+        let mut made = Vec::new();
+        s.write_op(&mut |tx| {
+            assert_eq!(tx.usage()?, (0, 1));
+            tx.add_usage(100, 2)?;
+            tx.add_reserved(50)?;
+            assert_eq!((tx.usage()?, tx.reserved()?), ((100, 3), 50));
+            tx.add_reserved(-80)?;
+            assert_eq!(tx.reserved()?, 0, "reserved never goes below 0");
+            made = vec![tx.insert_inode(&node(5))?, tx.insert_inode(&node(6))?];
+            assert_eq!(tx.inode(made[1])?.unwrap().mtime, 6);
+            Ok(())
+        })
+        .unwrap();
+        assert_ne!(made[0], made[1]);
+        assert!(made.iter().all(|&n| n > ROOT_INO));
+        assert_eq!(other.tx().usage().unwrap(), (100, 3));
+        assert_eq!(other.tx().reserved().unwrap(), 0);
+        let a = other.tx().inode(made[0]).unwrap().unwrap();
+        assert_eq!(
+            (a.uid, a.gid, a.perm, a.nlink, a.mtime),
+            (7, 8, 0o644, 1, 5)
+        );
+
+        // A write that fails leaves nothing behind, in the table or the next write.
+        let failed = s.write_op(&mut |tx| {
+            tx.add_usage(5, 5)?;
+            Err(MetaError::Busy)
+        });
+        assert!(failed.is_err());
+        other.write_op(&mut |tx| tx.add_usage(1, 0)).unwrap();
+        s.write_op(&mut |tx| {
+            assert_eq!(tx.usage()?, (101, 3), "the other session's change counts");
+            assert!(tx.dir_quota_inos()?.is_empty());
+            tx.put_dir_quota(made[0], 10, 10)?;
+            assert_eq!(tx.dir_quota_inos()?, vec![made[0]]);
+            assert_eq!(tx.held_total(made[1])?, 0);
+            tx.set_held(made[1], "s1", 40)?;
+            assert_eq!(tx.held_total(made[1])?, 40);
+            Ok(())
+        })
+        .unwrap();
+        s.write_op(&mut |tx| {
+            assert_eq!(tx.dir_quota_inos()?, vec![made[0]]);
+            assert_eq!(tx.held_total(made[1])?, 40);
+            tx.delete_inode(made[0])?;
+            assert!(
+                tx.dir_quota_inos()?.is_empty(),
+                "the quota went with its inode"
+            );
+            Ok(())
+        })
+        .unwrap();
+        assert!(other.tx().inode(made[0]).unwrap().is_none());
+    }
 }
