@@ -508,7 +508,18 @@ pub fn umount(path: &Path, lazy: bool) -> Result<()> {
         None => return Err(Error::Usage(format!("{} is not mounted", abs.display()))),
     }
     let pid = PidFile::read(&abs);
-    unmount(&abs, lazy).map_err(|e| match e.raw_os_error() {
+    // The kernel sends a file's release after close() returns and holds the mount busy
+    // until the daemon answers, so a file closed just before may still be in flight: a
+    // busy mount gets a moment before it counts as in use.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let mut result = unmount(&abs, lazy);
+    while matches!(&result, Err(e) if e.raw_os_error() == Some(libc::EBUSY))
+        && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(20));
+        result = unmount(&abs, lazy);
+    }
+    result.map_err(|e| match e.raw_os_error() {
         Some(libc::EBUSY) => Error::Usage(format!(
             "{} is busy: a process has files or its working directory there; close them (`fuser -vm {}` lists them) and retry, or detach it now with `tenantfs umount --lazy`",
             abs.display(),

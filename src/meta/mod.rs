@@ -108,11 +108,12 @@ pub struct NewInode<'a> {
 /// The statements of one tenant's metadata store, inside a transaction or outside one:
 /// the primitives each engine implements. What is built from them (quotas, access checks,
 /// recovery, fsck) is written once, above, against this trait.
-pub trait MetaTx {
-    /// A pragma's value on this connection, for tests of its settings.
-    #[cfg(test)]
-    fn pragma(&self, name: &str) -> MetaResult<i64>;
+pub trait MetaTx: NamespaceTx + AccountingTx + LifecycleTx + PolicyTx {}
 
+impl<T: NamespaceTx + AccountingTx + LifecycleTx + PolicyTx + ?Sized> MetaTx for T {}
+
+/// The tree: inodes, names, hard links and extended attributes.
+pub trait NamespaceTx {
     fn inode(&self, ino: Ino) -> MetaResult<Option<Attr>>;
 
     /// The attributes of those of `inos` that exist, for readdirplus: an engine whose
@@ -194,9 +195,35 @@ pub trait MetaTx {
     /// a newer one).
     fn set_atime_if_older(&self, ino: Ino, atime: Nanos) -> MetaResult<()>;
 
-    /// Records that an object is to be deleted (its inode is gone).
-    fn mark_gc(&self, ino: Ino) -> MetaResult<()>;
+    /// Kind, link count and recorded parent of an inode.
+    fn placement(&self, ino: Ino) -> MetaResult<Option<(Kind, u32, Ino)>>;
 
+    /// The directories holding names of a file with more than one link; empty otherwise.
+    fn link_parents(&self, ino: Ino) -> MetaResult<Vec<(Ino, u32)>>;
+
+    /// Adds `delta` names of `ino` in `parent`, dropping the row at zero.
+    fn add_link(&self, ino: Ino, parent: Ino, delta: i64) -> MetaResult<()>;
+
+    fn clear_links(&self, ino: Ino) -> MetaResult<()>;
+
+    /// Every inode with a name in `dir`'s subtree, each once, with `dir` itself first:
+    /// (ino, kind, nlink, size).
+    fn subtree(&self, dir: Ino) -> MetaResult<Vec<(Ino, Kind, u32, u64)>>;
+
+    fn xattr(&self, ino: Ino, name: &[u8]) -> MetaResult<Option<Vec<u8>>>;
+
+    fn set_xattr(&self, ino: Ino, name: &[u8], value: &[u8]) -> MetaResult<()>;
+
+    /// Returns whether the attribute existed.
+    fn remove_xattr(&self, ino: Ino, name: &[u8]) -> MetaResult<bool>;
+
+    /// Names of `ino`'s extended attributes, sorted (here, as in [`MetaTx::list`]).
+    fn xattr_names(&self, ino: Ino) -> MetaResult<Vec<Vec<u8>>>;
+}
+
+/// What the tenant uses and may use: its usage and limits, the bytes open files hold
+/// reserved (`held`), directory quotas, rates and metering.
+pub trait AccountingTx {
     fn clear_held(&self, ino: Ino) -> MetaResult<()>;
 
     fn add_usage(&self, bytes: i64, inodes: i64) -> MetaResult<()>;
@@ -249,9 +276,6 @@ pub trait MetaTx {
     /// Sessions holding reservations.
     fn reserving_sessions(&self) -> MetaResult<Vec<String>>;
 
-    /// Kind, link count and recorded parent of an inode.
-    fn placement(&self, ino: Ino) -> MetaResult<Option<(Kind, u32, Ino)>>;
-
     // ---- directory quotas and the links they follow ---------------------------------------
     fn has_dir_quotas(&self) -> MetaResult<bool>;
 
@@ -271,33 +295,22 @@ pub trait MetaTx {
 
     fn remove_dir_quota(&self, ino: Ino) -> MetaResult<bool>;
 
-    /// The directories holding names of a file with more than one link; empty otherwise.
-    fn link_parents(&self, ino: Ino) -> MetaResult<Vec<(Ino, u32)>>;
+    /// (bytes, inodes) in use.
+    fn usage(&self) -> MetaResult<(u64, u64)>;
+}
 
-    /// Adds `delta` names of `ino` in `parent`, dropping the row at zero.
-    fn add_link(&self, ino: Ino, parent: Ino, delta: i64) -> MetaResult<()>;
+/// Inodes between sessions (writers, orphans, ghosts, gc rows), and the whole-table reads
+/// and fixes of recovery and fsck.
+pub trait LifecycleTx {
+    /// A pragma's value on this connection, for tests of its settings.
+    #[cfg(test)]
+    fn pragma(&self, name: &str) -> MetaResult<i64>;
 
-    fn clear_links(&self, ino: Ino) -> MetaResult<()>;
+    /// Records that an object is to be deleted (its inode is gone).
+    fn mark_gc(&self, ino: Ino) -> MetaResult<()>;
 
     /// Every `links` row as (ino, parent, n), for checks.
     fn all_links(&self) -> MetaResult<Vec<(Ino, Ino, u32)>>;
-
-    /// Every inode with a name in `dir`'s subtree, each once, with `dir` itself first:
-    /// (ino, kind, nlink, size).
-    fn subtree(&self, dir: Ino) -> MetaResult<Vec<(Ino, Kind, u32, u64)>>;
-
-    /// (bytes, inodes) in use.
-    fn usage(&self) -> MetaResult<(u64, u64)>;
-
-    fn xattr(&self, ino: Ino, name: &[u8]) -> MetaResult<Option<Vec<u8>>>;
-
-    fn set_xattr(&self, ino: Ino, name: &[u8], value: &[u8]) -> MetaResult<()>;
-
-    /// Returns whether the attribute existed.
-    fn remove_xattr(&self, ino: Ino, name: &[u8]) -> MetaResult<bool>;
-
-    /// Names of `ino`'s extended attributes, sorted (here, as in [`MetaTx::list`]).
-    fn xattr_names(&self, ino: Ino) -> MetaResult<Vec<Vec<u8>>>;
 
     fn mark_writer(&self, ino: Ino, session: &str) -> MetaResult<()>;
 
@@ -350,6 +363,13 @@ pub trait MetaTx {
 
     fn set_usage(&self, bytes: u64, inodes: u64) -> MetaResult<()>;
 
+    fn gc_pending(&self) -> MetaResult<Vec<Ino>>;
+
+    fn gc_done(&self, ino: Ino) -> MetaResult<()>;
+}
+
+/// ACLs, groups, and the versions that tell live mounts to reload them.
+pub trait PolicyTx {
     /// ACL entries on one inode: the explicit ones, and its owner as an `owner` entry.
     fn acl(&self, ino: Ino) -> MetaResult<Vec<Entry>>;
 
@@ -378,10 +398,6 @@ pub trait MetaTx {
     fn bump_tree(&self) -> MetaResult<()>;
 
     fn bump_policy(&self) -> MetaResult<()>;
-
-    fn gc_pending(&self) -> MetaResult<Vec<Ino>>;
-
-    fn gc_done(&self, ino: Ino) -> MetaResult<()>;
 }
 
 /// A transaction as the core sees it: any engine's.

@@ -19,10 +19,16 @@ use crate::policy::Rights;
 use crate::time::Nanos;
 use crate::types::{Attr, Ino, Kind, ROOT_INO};
 
+mod accounting;
+mod cache;
 pub mod catalog;
 pub mod conn;
-mod tx;
+mod lifecycle;
+mod namespace;
+mod policy;
+mod rows;
 
+use cache::{BEGIN_WRITE, Snap};
 pub use conn::Target;
 use conn::{Begin, Conn};
 
@@ -229,7 +235,7 @@ pub(crate) fn create_tenant_space(
 /// A session with one tenant's schema, logged in as its role.
 pub struct PgMeta {
     conn: Conn,
-    /// A write transaction is open (see `tx::keep`).
+    /// A write transaction is open (see `PgMeta::keep`).
     writing: Cell<bool>,
     /// Reads outside a write are in one [`Meta::read`](crate::meta::Meta::read) scope.
     reading: Cell<bool>,
@@ -240,50 +246,6 @@ pub struct PgMeta {
     snap: RefCell<Option<Snap>>,
     /// Inode numbers taken from the sequence and not used yet (see `insert_inode`).
     free_inos: RefCell<Vec<Ino>>,
-}
-
-/// What every write transaction reads, fetched with its BEGIN: the tenant's usage and
-/// limits, whether anything is held, and the directories with a quota. Once the `usage`
-/// row is taken no other writer of the tenant runs, so only the transaction itself changes
-/// these, and each of its changes amends them here.
-#[derive(Debug, Clone, PartialEq)]
-struct Snap {
-    bytes: i64,
-    inodes: i64,
-    reserved: i64,
-    limits: (u64, u64),
-    /// Some `held` row exists (or this transaction wrote one).
-    held: bool,
-    /// `None` once this transaction changed the set: read again.
-    dir_quotas: Option<Vec<Ino>>,
-}
-
-/// How a write transaction opens: it takes the tenant's `usage` row, with what [`Snap`]
-/// holds, in the same round trip as its BEGIN and its first request.
-const BEGIN_WRITE: Begin = Begin {
-    begin: "BEGIN",
-    query: Some(
-        "SELECT u.bytes, u.inodes, u.reserved, COALESCE(q.max_bytes, 0), COALESCE(q.max_inodes, 0),
-                EXISTS(SELECT 1 FROM held), ARRAY(SELECT ino FROM dir_quotas)
-         FROM usage u LEFT JOIN quotas q ON q.ino = 1 WHERE u.id = 1 FOR UPDATE OF u",
-    ),
-};
-
-impl Snap {
-    fn parse(r: &tokio_postgres::Row) -> MetaResult<Snap> {
-        let dir_quotas: Vec<i64> = r.try_get(6)?;
-        Ok(Snap {
-            bytes: r.try_get(0)?,
-            inodes: r.try_get(1)?,
-            reserved: r.try_get(2)?,
-            limits: (
-                r.try_get::<_, i64>(3)?.max(0) as u64,
-                r.try_get::<_, i64>(4)?.max(0) as u64,
-            ),
-            held: r.try_get(5)?,
-            dir_quotas: Some(dir_quotas.into_iter().map(|n| n as Ino).collect()),
-        })
-    }
 }
 
 impl PgMeta {
@@ -314,20 +276,6 @@ impl PgMeta {
         op: &mut dyn FnMut(&Tx<'_>) -> MetaResult<()>,
     ) -> MetaResult<()> {
         self.conn.transaction(begin, || op(self))
-    }
-
-    /// The write transaction's [`Snap`], which sends its BEGIN if nothing did yet.
-    fn snap<T>(&self, f: impl FnOnce(&mut Snap) -> T) -> MetaResult<T> {
-        let mut snap = self.snap.borrow_mut();
-        if snap.is_none() {
-            self.conn.start()?;
-            let opened = self.conn.opened();
-            let row = opened
-                .first()
-                .ok_or_else(|| MetaError::Engine("the tenant has no usage row".into()))?;
-            *snap = Some(Snap::parse(row)?);
-        }
-        Ok(f(snap.as_mut().expect("just filled")))
     }
 
     /// Runs a statement as this tenant's session would, for tests of what the server lets

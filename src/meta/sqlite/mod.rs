@@ -25,8 +25,12 @@ use crate::policy::Rights;
 use crate::time::Nanos;
 use crate::types::{Kind, ROOT_INO};
 
+mod accounting;
 pub mod catalog;
-mod tx;
+mod lifecycle;
+mod namespace;
+mod policy;
+mod rows;
 
 const SCHEMA_VERSION: i64 = 6;
 
