@@ -154,9 +154,16 @@ impl TenantSpace {
     /// like SQLite's WAL at `synchronous=NORMAL`, a change is durable once
     /// [`MetaStore::sync`] returns, which fsync calls, and a server crash loses at most
     /// the last unsynced changes, never consistency.
+    ///
+    /// Sequential scans are off: every statement of a mount reads rows by key, but a table
+    /// that autovacuum last saw empty (a tenant that made and removed 5,000 files) looks
+    /// like one page to the planner, which then scanned it whole for each lookup while it
+    /// filled up again (creates took 2.3× as long until the next ANALYZE). Statements
+    /// without an index to use still scan.
     fn setup(&self) -> String {
         format!(
-            "SET search_path TO \"{}\"; SET lock_timeout = '10s'; SET synchronous_commit = off",
+            "SET search_path TO \"{}\"; SET lock_timeout = '10s'; SET synchronous_commit = off;
+             SET enable_seqscan = off",
             self.schema
         )
     }
