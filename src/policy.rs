@@ -151,6 +151,21 @@ pub struct Entry {
     pub rights: Rights,
 }
 
+/// An inode's explicit entries with its owner's rights added: engines keep the owner in
+/// the inode's row, the core sees it as an entry.
+pub fn with_owner(mut entries: Vec<Entry>, owner: Option<String>) -> Vec<Entry> {
+    if let Some(subject) = owner {
+        match entries.iter_mut().find(|e| e.subject == subject) {
+            Some(e) => e.rights = e.rights.union(Rights::OWNER),
+            None => entries.push(Entry {
+                subject,
+                rights: Rights::OWNER,
+            }),
+        }
+    }
+    entries
+}
+
 impl fmt::Display for Entry {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mask = Rights(self.rights.0 & 7);

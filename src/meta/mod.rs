@@ -18,7 +18,7 @@ use std::path::Path;
 
 use crate::policy::{Entry, Groups, Rights};
 use crate::time::Nanos;
-use crate::types::{Attr, DirEntry, Extent, Ino, Kind};
+use crate::types::{Attr, DirEntry, Extent, Ino, Kind, ROOT_INO};
 
 /// What can go wrong in a metadata store, in the terms the core acts on.
 #[derive(Debug, thiserror::Error)]
@@ -160,7 +160,22 @@ pub trait NamespaceTx {
     fn symlink_target(&self, ino: Ino) -> MetaResult<Option<Vec<u8>>>;
 
     /// An inode's path from the tenant root, for audit lines and listings; best effort.
-    fn path_of(&self, ino: Ino) -> String;
+    fn path_of(&self, ino: Ino) -> String {
+        let mut parts = Vec::new();
+        let mut at = ino;
+        while at != ROOT_INO && parts.len() < 256 {
+            let Ok(Some(parent)) = self.dir_parent(at) else {
+                break;
+            };
+            match self.name_in(parent, at) {
+                Ok(Some(name)) => parts.push(String::from_utf8_lossy(&name).into_owned()),
+                _ => parts.push(format!("#{at}")),
+            }
+            at = parent;
+        }
+        parts.reverse();
+        format!("/{}", parts.join("/"))
+    }
 
     /// A name of `ino` in `parent`, for audit paths (scans the directory; not a hot path).
     fn name_in(&self, parent: Ino, ino: Ino) -> MetaResult<Option<Vec<u8>>>;

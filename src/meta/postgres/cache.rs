@@ -9,7 +9,7 @@ use crate::types::{Attr, Ino};
 
 use super::PgMeta;
 use super::conn::Begin;
-use super::rows::{attr_at, count, ino, inos};
+use super::rows::{attr, count, ino, inos};
 
 /// What every write transaction reads, fetched with its BEGIN: the tenant's usage and
 /// limits, whether anything is held, and the directories with a quota. Once the `usage`
@@ -79,15 +79,11 @@ impl PgMeta {
     /// transaction: no other writer of the tenant runs meanwhile (see `write_op`), so only
     /// this transaction's own changes can make it stale, and each of them amends or drops it.
     pub(super) fn keep(&self, r: &Row) -> MetaResult<Attr> {
-        self.keep_at(r, 0)
-    }
-
-    pub(super) fn keep_at(&self, r: &Row, at: usize) -> MetaResult<Attr> {
-        let a = attr_at(r, at)?;
+        let a = attr(r)?;
         if self.writing.get() || self.reading.get() {
             self.inodes
                 .borrow_mut()
-                .insert(a.ino, (a.clone(), ino(r, at + 13)?));
+                .insert(a.ino, (a.clone(), ino(r, 13)?));
         }
         Ok(a)
     }

@@ -370,28 +370,41 @@ mod tests {
         Some((Target::parse(&url, None).unwrap(), name))
     }
 
-    #[test]
-    fn a_tenant_session_cannot_reach_another_tenant_or_the_catalog() {
-        let Some((target, db)) = database() else {
-            return;
-        };
+    /// A store in `db` with these tenants, each with an empty private root; the store
+    /// directory lives as long as the guard.
+    fn store_with(
+        target: &Target,
+        db: &str,
+        tenants: &[&str],
+    ) -> (tempfile::TempDir, Vec<TenantSpace>) {
         let dir = tempfile::tempdir().unwrap();
         // Roles belong to the whole server: the database's random name keeps them apart.
-        PgCatalog::init(&target, &db, dir.path()).unwrap();
-        let catalog = PgCatalog::open(&target).unwrap();
+        PgCatalog::init(target, db, dir.path()).unwrap();
+        let catalog = PgCatalog::open(target).unwrap();
         let root = Root {
             uid: 0,
             gid: 0,
             now: 1,
             private: true,
         };
-        catalog.create_tenant("acme", "Acme", 1, &root).unwrap();
-        catalog.create_tenant("beta", "Beta", 1, &root).unwrap();
-        let (acme, beta) = (
-            catalog.space("acme").unwrap().unwrap(),
-            catalog.space("beta").unwrap().unwrap(),
-        );
-        let session = PgMeta::open(&target, &acme).unwrap();
+        let spaces = tenants
+            .iter()
+            .map(|id| {
+                catalog.create_tenant(id, id, 1, &root).unwrap();
+                catalog.space(id).unwrap().unwrap()
+            })
+            .collect();
+        (dir, spaces)
+    }
+
+    #[test]
+    fn a_tenant_session_cannot_reach_another_tenant_or_the_catalog() {
+        let Some((target, db)) = database() else {
+            return;
+        };
+        let (_dir, spaces) = store_with(&target, &db, &["acme", "beta"]);
+        let (acme, beta) = (&spaces[0], &spaces[1]);
+        let session = PgMeta::open(&target, acme).unwrap();
         session.raw("SELECT * FROM inodes").unwrap();
         for stray in [
             format!("SELECT * FROM \"{}\".inodes", beta.schema),
@@ -413,19 +426,10 @@ mod tests {
         let Some((target, db)) = database() else {
             return;
         };
-        let dir = tempfile::tempdir().unwrap();
-        PgCatalog::init(&target, &db, dir.path()).unwrap();
-        let catalog = PgCatalog::open(&target).unwrap();
-        let root = Root {
-            uid: 0,
-            gid: 0,
-            now: 1,
-            private: true,
-        };
-        catalog.create_tenant("acme", "Acme", 1, &root).unwrap();
-        let space = catalog.space("acme").unwrap().unwrap();
-        let mut s = PgMeta::open(&target, &space).unwrap();
-        let mut other = PgMeta::open(&target, &space).unwrap();
+        let (_dir, spaces) = store_with(&target, &db, &["acme"]);
+        let space = &spaces[0];
+        let mut s = PgMeta::open(&target, space).unwrap();
+        let mut other = PgMeta::open(&target, space).unwrap();
         let node = |now| NewInode {
             kind: Kind::File,
             perm: 0o644,

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use crate::meta::{MetaResult, NamespaceTx, NewInode};
 use crate::time::Nanos;
-use crate::types::{Attr, DirEntry, Extent, Ino, Kind, ROOT_INO};
+use crate::types::{Attr, DirEntry, Extent, Ino, Kind};
 
 use super::PgMeta;
 use super::conn::args;
@@ -192,23 +192,6 @@ impl NamespaceTx for PgMeta {
             .map(|r| r.try_get::<_, Option<Vec<u8>>>(0))
             .transpose()?
             .flatten())
-    }
-
-    fn path_of(&self, n: Ino) -> String {
-        let mut parts = Vec::new();
-        let mut at = n;
-        while at != ROOT_INO && parts.len() < 256 {
-            let Ok(Some(parent)) = self.dir_parent(at) else {
-                break;
-            };
-            match self.name_in(parent, at) {
-                Ok(Some(name)) => parts.push(String::from_utf8_lossy(&name).into_owned()),
-                _ => parts.push(format!("#{at}")),
-            }
-            at = parent;
-        }
-        parts.reverse();
-        format!("/{}", parts.join("/"))
     }
 
     fn name_in(&self, parent: Ino, n: Ino) -> MetaResult<Option<Vec<u8>>> {

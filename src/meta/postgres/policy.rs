@@ -30,16 +30,7 @@ impl PolicyTx for PgMeta {
             }
         }
         entries.sort_by(|a, b| a.subject.cmp(&b.subject));
-        if let Some(subject) = owner {
-            match entries.iter_mut().find(|e| e.subject == subject) {
-                Some(e) => e.rights = e.rights.union(Rights::OWNER),
-                None => entries.push(Entry {
-                    subject,
-                    rights: Rights::OWNER,
-                }),
-            }
-        }
-        Ok(entries)
+        Ok(crate::policy::with_owner(entries, owner))
     }
 
     fn set_acl(&self, n: Ino, subject: &str, rights: Rights) -> MetaResult<()> {

@@ -46,25 +46,20 @@ pub(super) fn ino(r: &Row, i: usize) -> MetaResult<Ino> {
 }
 
 pub(super) fn attr(r: &Row) -> MetaResult<Attr> {
-    attr_at(r, 0)
-}
-
-/// An inode row's attributes from column `at` on (its parent follows them).
-pub(super) fn attr_at(r: &Row, at: usize) -> MetaResult<Attr> {
     Ok(Attr {
-        ino: ino(r, at)?,
-        kind: kind(r, at + 1)?,
-        perm: narrow(r, at + 2)?,
-        nlink: narrow(r, at + 3)?,
-        uid: narrow(r, at + 4)?,
-        gid: narrow(r, at + 5)?,
-        size: count(r, at + 6)?,
-        rdev: narrow(r, at + 7)?,
-        atime: int(r, at + 8)?,
-        mtime: int(r, at + 9)?,
-        ctime: int(r, at + 10)?,
-        crtime: int(r, at + 11)?,
-        blocks: count(r, at + 12)?,
+        ino: ino(r, 0)?,
+        kind: kind(r, 1)?,
+        perm: narrow(r, 2)?,
+        nlink: narrow(r, 3)?,
+        uid: narrow(r, 4)?,
+        gid: narrow(r, 5)?,
+        size: count(r, 6)?,
+        rdev: narrow(r, 7)?,
+        atime: int(r, 8)?,
+        mtime: int(r, 9)?,
+        ctime: int(r, 10)?,
+        crtime: int(r, 11)?,
+        blocks: count(r, 12)?,
     })
 }
 

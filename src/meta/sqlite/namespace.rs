@@ -4,7 +4,7 @@ use rusqlite::{OptionalExtension, params};
 
 use crate::meta::{LifecycleTx, MetaResult, NamespaceTx, NewInode};
 use crate::time::Nanos;
-use crate::types::{Attr, DirEntry, Extent, Ino, Kind, ROOT_INO};
+use crate::types::{Attr, DirEntry, Extent, Ino, Kind};
 
 use super::rows::{attr_from_row, inode_cols};
 use super::{SqliteTx, cached};
@@ -138,23 +138,6 @@ impl NamespaceTx for SqliteTx {
                 .optional()
                 .map(Option::flatten)?,
         )
-    }
-
-    fn path_of(&self, ino: Ino) -> String {
-        let mut parts = Vec::new();
-        let mut at = ino;
-        while at != ROOT_INO && parts.len() < 256 {
-            let Ok(Some(parent)) = self.dir_parent(at) else {
-                break;
-            };
-            match self.name_in(parent, at) {
-                Ok(Some(name)) => parts.push(String::from_utf8_lossy(&name).into_owned()),
-                _ => parts.push(format!("#{at}")),
-            }
-            at = parent;
-        }
-        parts.reverse();
-        format!("/{}", parts.join("/"))
     }
 
     fn name_in(&self, parent: Ino, ino: Ino) -> MetaResult<Option<Vec<u8>>> {

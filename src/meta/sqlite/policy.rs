@@ -25,16 +25,7 @@ impl PolicyTx for SqliteTx {
             .query_row([ino], |r| r.get(0))
             .optional()?
             .flatten();
-        if let Some(subject) = owner {
-            match entries.iter_mut().find(|e| e.subject == subject) {
-                Some(e) => e.rights = e.rights.union(Rights::OWNER),
-                None => entries.push(Entry {
-                    subject,
-                    rights: Rights::OWNER,
-                }),
-            }
-        }
-        Ok(entries)
+        Ok(crate::policy::with_owner(entries, owner))
     }
 
     fn set_acl(&self, ino: Ino, subject: &str, rights: Rights) -> MetaResult<()> {
