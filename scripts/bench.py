@@ -156,6 +156,47 @@ def rm_rf(d):
     return timed(lambda: subprocess.run(["rm", "-rf", dest], check=True))
 
 
+AGENT_FILES = int(os.environ.get("BENCH_AGENT_FILES", "10000"))
+
+
+def agent(d):
+    """What an AI agent's Python does with plain file I/O: writes a tree of small files,
+    reads every one back, copies the tree, and removes both copies."""
+    src = os.path.join(d, "agent")
+    payload = [bytes([65 + i % 26]) * (200 + (i * 37) % 3800) for i in range(64)]
+
+    def run():
+        for i in range(AGENT_FILES):
+            sub = os.path.join(src, f"d{i // 100:03d}")
+            if i % 100 == 0:
+                os.makedirs(sub)
+            with open(os.path.join(sub, f"f{i:05d}.txt"), "wb") as f:
+                f.write(payload[i % 64])
+        total = 0
+        for root, _, files in os.walk(src):
+            for n in files:
+                with open(os.path.join(root, n), "rb") as f:
+                    total += len(f.read())
+        shutil.copytree(src, src + "-copy")
+        shutil.rmtree(src)
+        shutil.rmtree(src + "-copy")
+        assert total > 0
+
+    return timed(run)
+
+
+def rsync_in(d, work):
+    """`rsync -a` of the untarred tree from the native disk into the target."""
+    src = os.path.join(work, "rsync-src")
+    if not os.path.isdir(src):
+        os.mkdir(src)
+        subprocess.run(["tar", "-xf", os.path.join(work, "tree.tar"), "-C", src], check=True)
+    dest = os.path.join(d, "rsynced")
+    t = timed(lambda: subprocess.run(["rsync", "-a", src + "/", dest + "/"], check=True))
+    shutil.rmtree(dest)
+    return t
+
+
 def fio_layout(d):
     """One 256 MiB file of incompressible data, written and read once, that every fio job
     below shares: several writers on one file is what databases and logs do, and what a
@@ -226,6 +267,8 @@ def workloads(tarball):
         ("find -printf over them, cold", "time", find_cold),
         ("du -s of them, cold", "time", du_cold),
         ("rm -rf of them", "time", rm_rf),
+        (f"python agent, {AGENT_FILES} files", "time", agent),
+        ("rsync -a of 2,438 files in", "time", lambda d: rsync_in(d, os.path.dirname(tarball))),
         # Reads first, on the freshly written file, as the shared harness does; all jobs share
         # one file. 1 job, then 4: their ratio is how a file's readers and writers scale.
         ("fio 4k randread, 1 job", "iops", lambda d: fio(d, "randread", 1)),
