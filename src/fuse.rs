@@ -41,6 +41,14 @@ const TTL: Duration = Duration::from_secs(1);
 /// each change of mtime, this mount's own writes included.)
 const OPEN_FLAGS: FopenFlags = FopenFlags::empty();
 
+/// A directory's listing stays in the kernel between opens: `ls`, `find` and build tools
+/// list the same directories again and again. The opendir still reaches the daemon, so the
+/// rights check and the access time happen on every open. The kernel drops the cached
+/// listing when this mount changes the directory, and when the directory's mtime moves in
+/// attributes it fetches again (after `TTL`, as for names), which is how another mount's
+/// changes show.
+const DIR_FLAGS: FopenFlags = FopenFlags::FOPEN_KEEP_CACHE.union(FopenFlags::FOPEN_CACHE_DIR);
+
 /// A read-only handle has nothing to write back when it is closed, so the kernel is told not
 /// to send FLUSH for it: `cat`, `grep` and `git status` save a round trip on every file.
 /// An `O_APPEND` handle bypasses the page cache: the daemon puts each append at the
@@ -643,7 +651,7 @@ impl Filesystem for FuseFs {
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
         let ino = ino!(self, ino, reply);
         answer!("opendir", reply, self.core().opendir(ino), |fh| reply
-            .opened(FileHandle(fh), FopenFlags::empty()))
+            .opened(FileHandle(fh), DIR_FLAGS))
     }
 
     fn readdir(

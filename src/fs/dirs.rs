@@ -39,6 +39,9 @@ impl TenantFs {
             self.need(&*tx, ino, Rights::R, "opendir", None)?;
             a
         };
+        // Here rather than at the first read: the kernel may serve the listing from its
+        // cache, so the open is what reaches the daemon (as for files).
+        self.accessed(&a, a.mtime, a.ctime);
         // Registered before anything else can remove it: from here on an rmdir of it keeps
         // the inode for this stream.
         match self.open_dirs.lock().entry(ino) {
@@ -147,7 +150,6 @@ impl TenantFs {
                 return Err(FsError::NotDir);
             }
             self.need(&*tx, ino, Rights::R, "readdir", None)?;
-            self.accessed(&dir, dir.mtime, dir.ctime);
             let parent = if ino == self.root {
                 ino
             } else {
