@@ -274,3 +274,33 @@ fn a_listing_in_one_mount_shows_names_another_mount_made_or_removed() {
     assert!(took.is_some(), "b kept listing {:?}", names(&b.p("d")));
     eprintln!("b's listing followed after {took:?}");
 }
+
+#[test]
+fn an_access_time_moved_in_one_mount_reaches_another_in_a_batch() {
+    use std::os::unix::fs::MetadataExt;
+    let env = Env::new();
+    let a = env.mounted_tenant("acme", "a");
+    let b = env.mounted_tenant_again("b");
+    let files: Vec<_> = (0..20).map(|i| a.p(&format!("f{i}"))).collect();
+    for f in &files {
+        fs::write(f, b"content").unwrap();
+        // An access time older than the change: the next read moves it (relatime).
+        let past = std::fs::FileTimes::new().set_accessed(std::time::UNIX_EPOCH);
+        fs::File::options()
+            .write(true)
+            .open(f)
+            .unwrap()
+            .set_times(past)
+            .unwrap();
+    }
+    for f in &files {
+        assert_eq!(read(f), b"content");
+        // The mount that read it shows the new time at once.
+        assert!(fs::metadata(f).unwrap().atime() > 0);
+    }
+    // Written in one batch by a's watcher, then seen by b once its attributes expire.
+    let seen = |i: usize| fs::metadata(b.p(&format!("f{i}"))).unwrap().atime() > 0;
+    let took = wait_until(Duration::from_secs(5), || (0..20).all(seen));
+    assert!(took.is_some(), "b never saw the access times");
+    eprintln!("b saw the access times after {took:?}");
+}

@@ -3,8 +3,8 @@
 //! old. That answers "was this read since it last changed?" (mail readers, tmp cleaners)
 //! while a file read over and over costs one update a day, not one a read.
 //!
-//! Updates are pending in memory and written in batches: at the last close of a file, on
-//! the key watcher's tick, and at unmount. Until then this mount shows them.
+//! Updates are pending in memory and written in batches: every 2 s on the key watcher's
+//! tick, and at unmount. Until then this mount shows them.
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -80,7 +80,7 @@ impl TenantFs {
         }
     }
 
-    /// Writes pending access times: one inode's (at its last close), or all of them.
+    /// Writes pending access times: one inode's, or all of them.
     pub(super) fn write_atimes(&self, ino: Option<Ino>) -> FsResult<()> {
         // They stay pending (and shown) until the transaction that writes them commits.
         let pending = self.atimes.peek(ino);

@@ -81,9 +81,6 @@ impl TenantFs {
             }
             Entry::Vacant(_) => false,
         };
-        if !orphan {
-            self.write_atimes(Some(ino))?;
-        }
         if orphan {
             let deleted = self.transact(|tx| {
                 // The database decides: a removal that rolled back left it linked.
