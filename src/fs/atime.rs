@@ -40,13 +40,9 @@ impl Pending {
         self.0.lock().remove(&ino);
     }
 
-    /// A copy of what is pending: one inode's, or all.
-    fn peek(&self, ino: Option<Ino>) -> Vec<(Ino, Nanos)> {
-        let map = self.0.lock();
-        match ino {
-            Some(i) => map.get(&i).map(|&t| (i, t)).into_iter().collect(),
-            None => map.iter().map(|(&i, &t)| (i, t)).collect(),
-        }
+    /// A copy of everything pending.
+    fn peek(&self) -> Vec<(Ino, Nanos)> {
+        self.0.lock().iter().map(|(&i, &t)| (i, t)).collect()
     }
 
     /// Drops what was written, unless a newer access replaced it meanwhile.
@@ -80,10 +76,11 @@ impl TenantFs {
         }
     }
 
-    /// Writes pending access times: one inode's, or all of them.
-    pub(super) fn write_atimes(&self, ino: Option<Ino>) -> FsResult<()> {
+    /// Writes every pending access time in one transaction: on the key watcher's tick and
+    /// at unmount.
+    pub fn flush_atimes(&self) -> FsResult<()> {
         // They stay pending (and shown) until the transaction that writes them commits.
-        let pending = self.atimes.peek(ino);
+        let pending = self.atimes.peek();
         if pending.is_empty() {
             return Ok(());
         }
@@ -111,11 +108,6 @@ impl TenantFs {
         } else {
             std::mem::take(&mut *moved)
         }
-    }
-
-    /// For the key watcher's tick and unmount.
-    pub fn flush_atimes(&self) -> FsResult<()> {
-        self.write_atimes(None)
     }
 }
 
